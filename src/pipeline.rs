@@ -1,0 +1,262 @@
+//! The analysis pipeline: native-rate samples in, one [`PatchReport`] per classified patch out.
+//!
+//! ```text
+//! samples (native rate) ─┬─► level meter (IEC 61672-1, 10 ms blocks) ─► level history ─┐
+//!                        ├─► loudness (BS.1770-4)                                        │
+//!                        └─► resampler → 16 kHz → log-mel front end → patches ─► classifier ─► PatchReport
+//! ```
+//!
+//! Level meters and loudness run at the input's own rate; only the classifier's path is
+//! resampled. Every patch report carries the level measured over the same span of audio.
+
+use std::collections::VecDeque;
+
+use earshot_dsp::level::{LevelBlock, LevelMeter, LevelStats};
+use earshot_dsp::logmel::{LogMelConfig, LogMelFrontEnd};
+use earshot_dsp::loudness::LoudnessMeter;
+use earshot_dsp::resample::StreamResampler;
+use earshot_dsp::DspError;
+use serde::Serialize;
+
+use crate::classes::{class_scores, ClassScores};
+use crate::classifier::{Classifier, ClassifierError, ClassifierOutput};
+
+/// Sample rate of the classifier's input, Hz.
+pub const MODEL_RATE_HZ: u32 = 16_000;
+
+/// Errors while analysing a stream.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// A DSP stage refused its parameters (e.g. an unsupported sample rate).
+    #[error(transparent)]
+    Dsp(#[from] DspError),
+    /// The classifier failed.
+    #[error(transparent)]
+    Classifier(#[from] ClassifierError),
+}
+
+/// Level over a span of audio, per IEC 61672-1, in dBFS (RMS-referenced: a full-scale sine is
+/// −3.01 dBFS). Silence reads [`earshot_dsp::level::LEVEL_FLOOR_DBFS`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LevelSummary {
+    /// A-weighted equivalent continuous level, dBFS.
+    pub laeq_dbfs: f64,
+    /// Maximum A-weighted Fast level, dBFS.
+    pub lafmax_dbfs: f64,
+    /// Minimum A-weighted Fast level, dBFS.
+    pub lafmin_dbfs: f64,
+    /// C-weighted peak level, dBFS (20·log10 of the peak absolute sample).
+    pub lcpeak_dbfs: f64,
+}
+
+impl LevelSummary {
+    fn from_stats(s: &LevelStats) -> Self {
+        Self {
+            laeq_dbfs: s.laeq_db(),
+            lafmax_dbfs: s.lafmax_db(),
+            lafmin_dbfs: s.lafmin_db(),
+            lcpeak_dbfs: s.lcpeak_db(),
+        }
+    }
+}
+
+/// What the pipeline reports for one patch.
+#[derive(Debug, Clone)]
+pub struct PatchReport {
+    /// Patch number from 0.
+    pub index: u64,
+    /// Start of the patch's audio, seconds from the start of the stream.
+    pub start_s: f64,
+    /// End of the patch's audio (start + 0.975 s with YAMNet's front end), seconds.
+    pub end_s: f64,
+    /// Earshot class scores (max of each class's AudioSet rows).
+    pub class_scores: ClassScores,
+    /// The classifier's full output (521 scores, logits, 1024-d embedding).
+    pub output: ClassifierOutput,
+    /// Level over the patch's span, at the input's native rate.
+    pub level: LevelSummary,
+}
+
+/// Whole-stream measurements, available at [`Analyzer::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StreamSummary {
+    /// Duration of the input, seconds.
+    pub duration_s: f64,
+    /// Level over the whole input.
+    #[serde(flatten)]
+    pub level: LevelSummary,
+    /// Integrated loudness per ITU-R BS.1770-4 (gated), LUFS; `None` when every block was gated
+    /// out (silence, or shorter than 400 ms).
+    pub integrated_lufs: Option<f64>,
+    /// Number of patches classified.
+    pub patches: u64,
+}
+
+/// Streaming analyser of one mono input at its native rate.
+pub struct Analyzer {
+    rate_hz: u32,
+    resampler: StreamResampler,
+    frontend: LogMelFrontEnd,
+    level: LevelMeter,
+    loudness: LoudnessMeter,
+    /// Recent 10 ms level blocks, oldest first, kept until no future patch can cover them.
+    history: VecDeque<LevelBlock>,
+    whole: LevelStats,
+    /// Patches emitted by the front end and not yet classified: (index, first 16 kHz sample, log-mel).
+    queued: Vec<(u64, u64, Vec<f32>)>,
+    /// Spare patch buffers, so steady-state running does not allocate for patches.
+    spare: Vec<Vec<f32>>,
+    samples_in: u64,
+    patches: u64,
+}
+
+impl Analyzer {
+    /// An analyser for mono input at `rate_hz` (8 000 to 192 000 Hz) with the given front-end
+    /// configuration (its `sample_rate_hz` must be 16 000). The classifier is passed to each
+    /// call, so one loaded model serves analysers of any rate.
+    ///
+    /// # Errors
+    /// [`PipelineError::Dsp`] naming the rate or parameter that is not supported.
+    pub fn new(rate_hz: u32, frontend: LogMelConfig) -> Result<Self, PipelineError> {
+        if frontend.sample_rate_hz != MODEL_RATE_HZ {
+            return Err(DspError::InvalidParameter {
+                name: "sample_rate_hz",
+                value: frontend.sample_rate_hz.to_string(),
+                expected: "16000 Hz, the classifier's rate",
+            }
+            .into());
+        }
+        let block = (rate_hz as usize).div_ceil(100);
+        Ok(Self {
+            rate_hz,
+            resampler: StreamResampler::new(rate_hz, MODEL_RATE_HZ)?,
+            frontend: LogMelFrontEnd::new(frontend)?,
+            level: LevelMeter::new(rate_hz, block)?,
+            loudness: LoudnessMeter::new(1, rate_hz)?,
+            history: VecDeque::with_capacity(512),
+            whole: LevelStats::default(),
+            queued: Vec::with_capacity(4),
+            spare: Vec::new(),
+            samples_in: 0,
+            patches: 0,
+        })
+    }
+
+    /// Input sample rate, Hz.
+    pub fn rate_hz(&self) -> u32 {
+        self.rate_hz
+    }
+
+    /// Feeds mono samples in [-1, 1] at the native rate; every patch completed by them is
+    /// classified and handed to `on_patch`, in order.
+    ///
+    /// # Errors
+    /// [`PipelineError::Classifier`] if inference fails.
+    pub fn push(
+        &mut self,
+        classifier: &mut Classifier,
+        samples: &[f32],
+        on_patch: &mut impl FnMut(PatchReport),
+    ) -> Result<(), PipelineError> {
+        self.samples_in += samples.len() as u64;
+        let (history, whole) = (&mut self.history, &mut self.whole);
+        self.level.process(samples, |b| {
+            whole.add(b);
+            history.push_back(*b);
+        });
+        self.loudness.process_interleaved_f32(samples)?;
+        let (frontend, queued, spare) = (&mut self.frontend, &mut self.queued, &mut self.spare);
+        self.resampler.push(samples, |s16| {
+            frontend.push(s16, |p| queue_patch(queued, spare, p))
+        });
+        self.classify_queued(classifier, on_patch)
+    }
+
+    /// Ends the stream: flushes the resampler and the front end (YAMNet's end padding),
+    /// classifies the last patches and returns the whole-stream summary. The analyser is then
+    /// ready for a new stream at the same rate.
+    ///
+    /// # Errors
+    /// [`PipelineError::Classifier`] if inference fails.
+    pub fn finish(
+        &mut self,
+        classifier: &mut Classifier,
+        on_patch: &mut impl FnMut(PatchReport),
+    ) -> Result<StreamSummary, PipelineError> {
+        let (frontend, queued, spare) = (&mut self.frontend, &mut self.queued, &mut self.spare);
+        self.resampler
+            .finish(|s16| frontend.push(s16, |p| queue_patch(queued, spare, p)));
+        frontend.finish(|p| queue_patch(queued, spare, p));
+        self.classify_queued(classifier, on_patch)?;
+        let summary = StreamSummary {
+            duration_s: self.samples_in as f64 / self.rate_hz as f64,
+            level: LevelSummary::from_stats(&self.whole),
+            integrated_lufs: self.loudness.integrated_lufs(),
+            patches: self.patches,
+        };
+        self.history.clear();
+        self.level.reset();
+        self.whole = LevelStats::default();
+        self.loudness.reset();
+        self.samples_in = 0;
+        self.patches = 0;
+        Ok(summary)
+    }
+
+    fn classify_queued(
+        &mut self,
+        classifier: &mut Classifier,
+        on_patch: &mut impl FnMut(PatchReport),
+    ) -> Result<(), PipelineError> {
+        let patch_len = self.frontend.config().patch_len_samples() as u64;
+        let hop = self.frontend.config().patch_hop_samples() as u64;
+        let rate = self.rate_hz as u64;
+        for (index, start16, log_mel) in self.queued.drain(..) {
+            let output = classifier.classify(&log_mel);
+            self.spare.push(log_mel);
+            let output = output?;
+            // The patch's span in native samples; the level blocks starting inside it.
+            let start = start16 * rate / MODEL_RATE_HZ as u64;
+            let end = (start16 + patch_len) * rate / MODEL_RATE_HZ as u64;
+            let mut stats = LevelStats::default();
+            for b in self
+                .history
+                .iter()
+                .filter(|b| b.start_sample >= start && b.start_sample < end)
+            {
+                stats.add(b);
+            }
+            // Blocks before the next patch's start are no longer needed.
+            let next_start = (start16 + hop) * rate / MODEL_RATE_HZ as u64;
+            while self
+                .history
+                .front()
+                .is_some_and(|b| b.start_sample + (b.len as u64) <= next_start)
+            {
+                self.history.pop_front();
+            }
+            self.patches += 1;
+            on_patch(PatchReport {
+                index,
+                start_s: start16 as f64 / MODEL_RATE_HZ as f64,
+                end_s: (start16 + patch_len) as f64 / MODEL_RATE_HZ as f64,
+                class_scores: class_scores(&output.scores),
+                output,
+                level: LevelSummary::from_stats(&stats),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn queue_patch(
+    queued: &mut Vec<(u64, u64, Vec<f32>)>,
+    spare: &mut Vec<Vec<f32>>,
+    p: &earshot_dsp::logmel::Patch<'_>,
+) {
+    let mut buf = spare.pop().unwrap_or_default();
+    buf.clear();
+    buf.extend_from_slice(p.log_mel);
+    queued.push((p.index, p.start_sample, buf));
+}

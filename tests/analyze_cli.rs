@@ -1,0 +1,364 @@
+//! `earshot analyze` on odd and broken inputs, its output formats and its exit codes.
+//!
+//! Inputs are made by the test: broken files from bytes, odd encodings from a real glass clip of
+//! `../shared/eval` (those tests need `../shared`) or from a tone whose levels are known.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{analyze_json, detected, write_wav, WavFormat};
+
+/// A sine with 20 ms raised-cosine fades at both ends, so no switching click adds to its
+/// C-weighted peak (an abrupt start or stop overshoots by about 0.3 dB).
+fn tone(rate: u32, freq: f64, amplitude: f64, secs: f64) -> Vec<f32> {
+    let fade = 0.02 * rate as f64;
+    let n = (rate as f64 * secs) as usize;
+    (0..n)
+        .map(|i| {
+            let edge = (i as f64).min((n - 1 - i) as f64);
+            let ramp = if edge < fade {
+                0.5 - 0.5 * (std::f64::consts::PI * edge / fade).cos()
+            } else {
+                1.0
+            };
+            (ramp * amplitude * (2.0 * std::f64::consts::PI * freq * i as f64 / rate as f64).sin())
+                as f32
+        })
+        .collect()
+}
+
+/// A canonical 16-bit mono header for `frames` frames, with rate and channels as given.
+fn header(rate: u32, channels: u16, frames: u32) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("h.wav");
+    write_wav(
+        &p,
+        rate.max(1),
+        channels.max(1),
+        WavFormat::S16,
+        &vec![0.0; frames as usize * channels.max(1) as usize],
+    );
+    let mut h = std::fs::read(&p).unwrap();
+    h[22..24].copy_from_slice(&channels.to_le_bytes());
+    h[24..28].copy_from_slice(&rate.to_le_bytes());
+    h
+}
+
+fn assert_rejected(path: &Path, expect_in_message: &[&str]) {
+    let (code, reports, stderr) = analyze_json(&[path.to_owned()], &[]);
+    assert_eq!(
+        code,
+        2,
+        "{}: expected exit 2, stderr: {stderr}",
+        path.display()
+    );
+    assert!(reports.is_empty(), "no report for a rejected file");
+    assert!(
+        stderr.contains(&path.display().to_string()),
+        "message names the file: {stderr}"
+    );
+    for word in expect_in_message {
+        assert!(
+            stderr.to_lowercase().contains(&word.to_lowercase()),
+            "message says '{word}': {stderr}"
+        );
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn broken_files_are_rejected_with_exit_2_and_a_message_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    assert_rejected(&at("empty.wav", b""), &["empty"]);
+    let full = header(16_000, 1, 100);
+    assert_rejected(&at("truncated_header.wav", &full[..20]), &[]);
+    assert_rejected(
+        &at(
+            "text.wav",
+            b"This is a text file, not audio.\nSecond line.\n",
+        ),
+        &[],
+    );
+    assert_rejected(&at("zero_rate.wav", &header(0, 1, 1600)), &["sample rate"]);
+    assert_rejected(
+        &at("zero_channels.wav", &header(16_000, 0, 1600)),
+        &["channel"],
+    );
+    assert_rejected(&dir.path().join("missing.wav"), &[]);
+}
+
+#[test]
+fn several_files_one_broken_still_reports_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.wav");
+    write_wav(
+        &good,
+        16_000,
+        1,
+        WavFormat::S16,
+        &tone(16_000, 1000.0, 0.5, 2.0),
+    );
+    let bad = dir.path().join("bad.wav");
+    std::fs::write(&bad, b"nope").unwrap();
+    let (code, reports, stderr) = analyze_json(&[bad.clone(), good.clone()], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0]["file"].as_str(), Some(good.to_str().unwrap()));
+    assert!(stderr.contains(bad.to_str().unwrap()));
+}
+
+#[test]
+fn tone_levels_at_8_khz_and_48_khz_are_measured_right() {
+    // A 1 kHz sine of amplitude 0.5 reads 20·log10(0.5) − 3.01 = −9.03 dBFS LAeq (A(1 kHz) = 0),
+    // and its C-weighted peak 20·log10(0.5) = −6.02 dBFS.
+    let dir = tempfile::tempdir().unwrap();
+    for rate in [8_000, 48_000] {
+        let p = dir.path().join(format!("tone_{rate}.wav"));
+        write_wav(&p, rate, 1, WavFormat::S16, &tone(rate, 1000.0, 0.5, 3.0));
+        let (code, reports, stderr) = analyze_json(&[p], &[]);
+        assert_eq!(code, 0, "{stderr}");
+        let r = &reports[0];
+        assert_eq!(r["sample_rate_hz"], rate);
+        let s = &r["summary"];
+        assert!((s["duration_s"].as_f64().unwrap() - 3.0).abs() < 1e-6);
+        let laeq = s["laeq_dbfs"].as_f64().unwrap();
+        assert!((laeq + 9.03).abs() < 0.1, "{rate} Hz: LAeq {laeq}");
+        let lcpeak = s["lcpeak_dbfs"].as_f64().unwrap();
+        assert!((lcpeak + 6.02).abs() < 0.2, "{rate} Hz: LCpeak {lcpeak}");
+        // 3 s at YAMNet's hop: 1 + ceil((48000 − 15600) / 7680) = 6 patches.
+        assert_eq!(s["patches"], 6);
+    }
+}
+
+/// The first glass clip of `../shared/eval` that `analyze` flags as glass_break, with its report.
+fn detected_glass_clip(shared: &Path) -> (PathBuf, serde_json::Value) {
+    let clips = common::eval_clips(shared);
+    for clip in clips.iter().filter(|c| c.class == "glass_break") {
+        let (code, reports, _) = analyze_json(std::slice::from_ref(&clip.file), &[]);
+        if code == 0 && detected(&reports[0]).contains("glass_break") {
+            return (clip.file.clone(), reports.into_iter().next().unwrap());
+        }
+    }
+    panic!("no glass clip is detected at all");
+}
+
+fn detections(r: &serde_json::Value) -> Vec<(String, f64, f64)> {
+    r["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["class"].as_str().unwrap().to_owned(),
+                d["start_s"].as_f64().unwrap(),
+                d["end_s"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_pcm_width_float_and_channel_count_is_analysed_like_the_original() {
+    let Some(shared) = common::shared_dir() else {
+        return;
+    };
+    let (clip, original) = detected_glass_clip(&shared);
+    let (rate, samples) = common::read_clip(&clip);
+    let dir = tempfile::tempdir().unwrap();
+    let peak = samples.iter().fold(0.0f32, |a, b| a.max(b.abs()));
+
+    // Exact re-encodings of the same samples: identical detections.
+    let six: Vec<f32> = samples.iter().flat_map(|&s| [s; 6]).collect();
+    for (name, format, channels, data) in [
+        ("s24.wav", WavFormat::S24, 1, &samples),
+        ("s32.wav", WavFormat::S32, 1, &samples),
+        ("f32.wav", WavFormat::F32, 1, &samples),
+        ("six_channels.wav", WavFormat::S16, 6, &six),
+    ] {
+        let p = dir.path().join(name);
+        write_wav(&p, rate, channels, format, data);
+        let (code, reports, stderr) = analyze_json(&[p], &[]);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        assert_eq!(reports[0]["channels"], channels, "{name}");
+        assert_eq!(detections(&reports[0]), detections(&original), "{name}");
+        assert_eq!(
+            reports[0]["summary"]["laeq_dbfs"], original["summary"]["laeq_dbfs"],
+            "{name}"
+        );
+    }
+
+    // 8-bit unsigned: coarser, so the same level (±0.5 dB) and still glass, scaled to full
+    // range first so 8 bits keep the clip above their noise floor.
+    let loud: Vec<f32> = samples.iter().map(|s| s / peak * 0.9).collect();
+    let p16 = dir.path().join("loud16.wav");
+    let p8 = dir.path().join("u8.wav");
+    write_wav(&p16, rate, 1, WavFormat::S16, &loud);
+    write_wav(&p8, rate, 1, WavFormat::U8, &loud);
+    let (code, reports, stderr) = analyze_json(&[p16, p8], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let level = |r: &serde_json::Value| r["summary"]["laeq_dbfs"].as_f64().unwrap();
+    assert!((level(&reports[0]) - level(&reports[1])).abs() < 0.5);
+    assert!(
+        detected(&reports[1]).contains("glass_break"),
+        "u8: {:?}",
+        reports[1]["detections"]
+    );
+}
+
+#[test]
+fn a_48_khz_copy_gives_the_same_detections_through_the_resampler() {
+    let Some(shared) = common::shared_dir() else {
+        return;
+    };
+    let (clip, original) = detected_glass_clip(&shared);
+    let (_, samples) = common::read_clip(&clip);
+    let mut up = earshot_dsp::resample::StreamResampler::new(16_000, 48_000).unwrap();
+    let mut s48 = Vec::new();
+    up.push(&samples, |b| s48.extend_from_slice(b));
+    up.finish(|b| s48.extend_from_slice(b));
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("glass48k.wav");
+    write_wav(&p, 48_000, 1, WavFormat::F32, &s48);
+    let (code, reports, stderr) = analyze_json(&[p], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let (a, b) = (detections(&original), detections(&reports[0]));
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.0, y.0);
+        assert!(
+            (x.1 - y.1).abs() < 0.01 && (x.2 - y.2).abs() < 0.01,
+            "{a:?} vs {b:?}"
+        );
+    }
+}
+
+#[test]
+fn truncated_data_is_analysed_as_far_as_it_goes_and_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.wav");
+    write_wav(
+        &full,
+        16_000,
+        1,
+        WavFormat::S16,
+        &tone(16_000, 440.0, 0.3, 4.0),
+    );
+    let bytes = std::fs::read(&full).unwrap();
+    let cut = dir.path().join("cut.wav");
+    std::fs::write(&cut, &bytes[..44 + 2 * 16_000]).unwrap(); // header + 1.0 s of 4 s
+    let (code, reports, stderr) = analyze_json(&[cut], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(reports[0]["truncated"], true);
+    assert!((reports[0]["summary"]["duration_s"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+    assert!(stderr.contains("ends before its header says"), "{stderr}");
+}
+
+#[test]
+fn formats_and_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("tone.wav");
+    write_wav(
+        &p,
+        16_000,
+        1,
+        WavFormat::S16,
+        &tone(16_000, 1000.0, 0.5, 2.0),
+    );
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let run = |args: &[std::ffi::OsString]| {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        common::earshot(&args)
+    };
+
+    // --scores: a timeline with Earshot class scores and top AudioSet classes.
+    let (code, reports, _) = analyze_json(std::slice::from_ref(&p), &["--scores", "--top", "2"]);
+    assert_eq!(code, 0);
+    let patches = reports[0]["patches"].as_array().unwrap();
+    // 2 s: 1 + ceil((32000 − 15600) / 7680) = 4 patches.
+    assert_eq!(patches.len(), 4);
+    assert_eq!(patches[1]["start_s"], 0.48);
+    assert_eq!(patches[0]["top"].as_array().unwrap().len(), 2);
+    assert!(patches[0]["classes"]["glass_break"].is_number());
+    assert_eq!(reports[0]["schema"], "earshot.analyze.v1");
+
+    // CSV: one header, then per-patch rows with --scores.
+    let (code, out, _) = run(&[
+        os("analyze"),
+        os("--format"),
+        os("csv"),
+        os("--scores"),
+        p.clone().into(),
+        p.clone().into(),
+    ]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("file,patch,start_s,end_s,laeq_dbfs"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines.len(), 1 + 2 * 4, "{out}");
+
+    // Table, calibrated: dB SPL beside dBFS (LAFmax −9.03 dBFS + 100 dB = 90.97 dB SPL).
+    let (code, out, _) = run(&[
+        os("analyze"),
+        os("--calibration-offset"),
+        os("100"),
+        p.clone().into(),
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("LAFmax -9.0 dBFS (91.0 dB SPL)"), "{out}");
+
+    // Bad options: exit 2 with a message naming what is wrong.
+    let (code, _, err) = run(&[
+        os("analyze"),
+        os("--threshold"),
+        os("glass=0.3"),
+        p.clone().into(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown class 'glass'"), "{err}");
+    let (code, _, err) = run(&[
+        os("analyze"),
+        os("--model"),
+        dir.path().join("none.onnx").into(),
+        p.clone().into(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("none.onnx"), "{err}");
+}
+
+#[test]
+fn a_model_with_the_wrong_interface_is_refused_at_load() {
+    let Some(shared) = common::shared_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("tone.wav");
+    write_wav(
+        &p,
+        16_000,
+        1,
+        WavFormat::S16,
+        &tone(16_000, 1000.0, 0.5, 1.0),
+    );
+    let wrong = shared.join("models/yamnet_waveform.onnx");
+    let (code, _, err) = common::earshot(&[
+        "analyze".as_ref(),
+        "--model".as_ref(),
+        wrong.as_os_str(),
+        p.as_os_str(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("yamnet_waveform.onnx"), "{err}");
+    assert!(
+        err.contains("expected [96, 64]") || err.contains("output 'logits'"),
+        "{err}"
+    );
+}
