@@ -270,10 +270,11 @@ fn formats_and_options() {
         WavFormat::S16,
         &tone(16_000, 1000.0, 0.5, 2.0),
     );
-    let os = |s: &str| std::ffi::OsString::from(s);
-    let run = |args: &[std::ffi::OsString]| {
-        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-        common::earshot(&args)
+    // `earshot ARGS… FILE…`
+    let run = |args: &[&str], files: &[&Path]| {
+        let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        all.extend(files.iter().map(|f| f.as_os_str()));
+        common::earshot(&all)
     };
 
     // --scores: a timeline with Earshot class scores and top AudioSet classes.
@@ -288,14 +289,7 @@ fn formats_and_options() {
     assert_eq!(reports[0]["schema"], "earshot.analyze.v1");
 
     // CSV: one header, then per-patch rows with --scores.
-    let (code, out, _) = run(&[
-        os("analyze"),
-        os("--format"),
-        os("csv"),
-        os("--scores"),
-        p.clone().into(),
-        p.clone().into(),
-    ]);
+    let (code, out, _) = run(&["analyze", "--format", "csv", "--scores"], &[&p, &p]);
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
     assert!(
@@ -306,30 +300,17 @@ fn formats_and_options() {
     assert_eq!(lines.len(), 1 + 2 * 4, "{out}");
 
     // Table, calibrated: dB SPL beside dBFS (LAFmax −9.03 dBFS + 100 dB = 90.97 dB SPL).
-    let (code, out, _) = run(&[
-        os("analyze"),
-        os("--calibration-offset"),
-        os("100"),
-        p.clone().into(),
-    ]);
+    let (code, out, _) = run(&["analyze", "--calibration-offset", "100"], &[&p]);
     assert_eq!(code, 0);
     assert!(out.contains("LAFmax -9.0 dBFS (91.0 dB SPL)"), "{out}");
 
     // Bad options: exit 2 with a message naming what is wrong.
-    let (code, _, err) = run(&[
-        os("analyze"),
-        os("--threshold"),
-        os("glass=0.3"),
-        p.clone().into(),
-    ]);
+    let none_onnx = dir.path().join("none.onnx");
+    let none_onnx = none_onnx.to_str().unwrap();
+    let (code, _, err) = run(&["analyze", "--threshold", "glass=0.3"], &[&p]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown class 'glass'"), "{err}");
-    let (code, _, err) = run(&[
-        os("analyze"),
-        os("--model"),
-        dir.path().join("none.onnx").into(),
-        p.clone().into(),
-    ]);
+    let (code, _, err) = run(&["analyze", "--model", none_onnx], &[&p]);
     assert_eq!(code, 2);
     assert!(err.contains("none.onnx"), "{err}");
 }
