@@ -15,9 +15,11 @@
 //! | [`pipeline`] | native-rate samples → classified patches with their levels |
 //! | [`onnx_fold`] | folding constant per-channel dequantization so tract runs int8 graphs right |
 //! | [`detection`] | patches above threshold → detections with start, end, peak score and level |
+//! | [`detector`] | the per-class state machine: hysteresis, minimum duration, hold time, cooldown, level gate |
 //! | [`analyze`] | files → reports (the `earshot analyze` command's core) |
 //! | [`output`] | table, JSON lines and CSV writers |
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod analyze;
 pub mod audio_file;
@@ -25,6 +27,7 @@ pub mod audioset;
 pub mod classes;
 pub mod classifier;
 pub mod detection;
+pub mod detector;
 pub mod onnx_fold;
 pub mod output;
 pub mod pipeline;
