@@ -10,10 +10,12 @@
 //! | [`logmel`] | framing, STFT and the log-mel patches the classifier consumes | the YAMNet front end (`params.py`, `features.py`) |
 //! | [`weighting`] | A-, C- and Z-frequency weighting filters for the actual sample rate | IEC 61672-1:2013 |
 //! | [`level`] | Fast/Slow time weighting, LAF, LAS, LAeq, LAFmax, LAFmin, LCpeak, calibration to dB SPL | IEC 61672-1:2013 |
+//! | [`background`] | the learned background level: a sliding-window percentile that ignores events | running percentile (see the module) |
 //! | [`loudness`] | momentary, short-term and integrated loudness in LUFS | ITU-R BS.1770-4, EBU R128 (via the `ebur128` crate) |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod background;
 pub mod error;
 pub mod level;
 pub mod logmel;

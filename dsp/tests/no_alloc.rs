@@ -3,6 +3,7 @@
 //! inside `assert_no_alloc` checks it on ten seconds of 48 kHz input through every stage.
 
 use assert_no_alloc::{assert_no_alloc, reset_violation_count, violation_count, AllocDisabler};
+use earshot_dsp::background::{BackgroundConfig, BackgroundTracker};
 use earshot_dsp::level::LevelMeter;
 use earshot_dsp::logmel::{LogMelConfig, LogMelFrontEnd};
 use earshot_dsp::loudness::LoudnessMeter;
@@ -21,19 +22,24 @@ fn processors_do_not_allocate_after_construction() {
     let mut loudness = LoudnessMeter::new(1, rate as u32).unwrap();
     let mut resampler = StreamResampler::new(rate as u32, 16_000).unwrap();
     let mut frontend = LogMelFrontEnd::new(LogMelConfig::default()).unwrap();
+    let mut background = BackgroundTracker::new(BackgroundConfig::default()).unwrap();
     let (mut blocks, mut patches) = (0, 0);
 
     reset_violation_count();
     assert_no_alloc(|| {
         // Odd slice sizes, as a capture ring hands them over.
         for chunk in input.chunks(437) {
-            level.process(chunk, |_| blocks += 1);
+            level.process(chunk, |b| {
+                blocks += 1;
+                background.push(b.laeq_db());
+            });
             loudness.process_interleaved_f32(chunk).unwrap();
             resampler.push(chunk, |s| frontend.push(s, |_| patches += 1));
         }
         resampler.finish(|s| frontend.push(s, |_| patches += 1));
         frontend.finish(|_| patches += 1);
         let _ = (loudness.momentary_lufs(), loudness.integrated_lufs());
+        let _ = background.estimate_dbfs();
     });
     assert_eq!(violation_count(), 0, "allocations on the audio path");
     assert_eq!(blocks, 1000);
