@@ -28,6 +28,17 @@ fn tone(rate: u32, freq: f64, amplitude: f64, secs: f64) -> Vec<f32> {
         .collect()
 }
 
+/// Writes [`tone`] as a 16-bit mono WAV at `path`.
+fn write_tone(path: &Path, rate: u32, freq: f64, amplitude: f64, secs: f64) {
+    write_wav(
+        path,
+        rate,
+        1,
+        WavFormat::S16,
+        &tone(rate, freq, amplitude, secs),
+    );
+}
+
 /// A canonical 16-bit mono header for `frames` frames, with rate and channels as given.
 fn header(rate: u32, channels: u16, frames: u32) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
@@ -97,13 +108,7 @@ fn broken_files_are_rejected_with_exit_2_and_a_message_naming_them() {
 fn several_files_one_broken_still_reports_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.wav");
-    write_wav(
-        &good,
-        16_000,
-        1,
-        WavFormat::S16,
-        &tone(16_000, 1000.0, 0.5, 2.0),
-    );
+    write_tone(&good, 16_000, 1000.0, 0.5, 2.0);
     let bad = dir.path().join("bad.wav");
     std::fs::write(&bad, b"nope").unwrap();
     let (code, reports, stderr) = analyze_json(&[bad.clone(), good.clone()], &[]);
@@ -120,7 +125,7 @@ fn tone_levels_at_8_khz_and_48_khz_are_measured_right() {
     let dir = tempfile::tempdir().unwrap();
     for rate in [8_000, 48_000] {
         let p = dir.path().join(format!("tone_{rate}.wav"));
-        write_wav(&p, rate, 1, WavFormat::S16, &tone(rate, 1000.0, 0.5, 3.0));
+        write_tone(&p, rate, 1000.0, 0.5, 3.0);
         let (code, reports, stderr) = analyze_json(&[p], &[]);
         assert_eq!(code, 0, "{stderr}");
         let r = &reports[0];
@@ -242,13 +247,7 @@ fn a_48_khz_copy_gives_the_same_detections_through_the_resampler() {
 fn truncated_data_is_analysed_as_far_as_it_goes_and_flagged() {
     let dir = tempfile::tempdir().unwrap();
     let full = dir.path().join("full.wav");
-    write_wav(
-        &full,
-        16_000,
-        1,
-        WavFormat::S16,
-        &tone(16_000, 440.0, 0.3, 4.0),
-    );
+    write_tone(&full, 16_000, 440.0, 0.3, 4.0);
     let bytes = std::fs::read(&full).unwrap();
     let cut = dir.path().join("cut.wav");
     std::fs::write(&cut, &bytes[..44 + 2 * 16_000]).unwrap(); // header + 1.0 s of 4 s
@@ -263,13 +262,7 @@ fn truncated_data_is_analysed_as_far_as_it_goes_and_flagged() {
 fn formats_and_options() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("tone.wav");
-    write_wav(
-        &p,
-        16_000,
-        1,
-        WavFormat::S16,
-        &tone(16_000, 1000.0, 0.5, 2.0),
-    );
+    write_tone(&p, 16_000, 1000.0, 0.5, 2.0);
     // `earshot ARGS… FILE…`
     let run = |args: &[&str], files: &[&Path]| {
         let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
@@ -322,13 +315,7 @@ fn a_model_with_the_wrong_interface_is_refused_at_load() {
     };
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("tone.wav");
-    write_wav(
-        &p,
-        16_000,
-        1,
-        WavFormat::S16,
-        &tone(16_000, 1000.0, 0.5, 1.0),
-    );
+    write_tone(&p, 16_000, 1000.0, 0.5, 1.0);
     let wrong = shared.join("models/yamnet_waveform.onnx");
     let (code, _, err) = common::earshot(&[
         "analyze".as_ref(),
