@@ -27,6 +27,8 @@ pub struct AnalyzeSettings {
     pub frontend: LogMelConfig,
     /// Keep a per-patch timeline with this many top AudioSet classes (`--scores`); `None`: no timeline.
     pub timeline_top: Option<usize>,
+    /// Add YAMNet's 1024-d embedding to every timeline patch (`--embeddings`).
+    pub timeline_embeddings: bool,
     /// dB SPL = dBFS + this offset (see `README.md`, "Calibration"); `None`: uncalibrated.
     pub calibration_offset_db: Option<f64>,
 }
@@ -76,6 +78,9 @@ pub struct PatchLine {
     pub classes: std::collections::BTreeMap<EarshotClass, f32>,
     /// The highest-scoring AudioSet classes, best first.
     pub top: Vec<TopClass>,
+    /// YAMNet's embedding of the patch, 1024 values (`--embeddings` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// An AudioSet class and its score.
@@ -161,10 +166,11 @@ impl FileAnalyzer {
         let mut detections = Vec::new();
         let mut timeline = self.settings.timeline_top.map(|_| Vec::new());
         let top = self.settings.timeline_top.unwrap_or(0);
+        let embeddings = self.settings.timeline_embeddings;
         let mut on_patch = |p: PatchReport| {
             merger.push(&p, &mut detections);
             if let Some(t) = timeline.as_mut() {
-                t.push(patch_line(&p, top));
+                t.push(patch_line(p, top, embeddings));
             }
         };
         let mut buf = Vec::with_capacity(1 << 16);
@@ -201,7 +207,7 @@ impl FileAnalyzer {
     }
 }
 
-fn patch_line(p: &PatchReport, top: usize) -> PatchLine {
+fn patch_line(p: PatchReport, top: usize, embedding: bool) -> PatchLine {
     PatchLine {
         index: p.index,
         start_s: p.start_s,
@@ -219,5 +225,6 @@ fn patch_line(p: &PatchReport, top: usize) -> PatchLine {
                 score,
             })
             .collect(),
+        embedding: embedding.then_some(p.output.embedding),
     }
 }

@@ -49,6 +49,11 @@ struct AnalyzeArgs {
     #[arg(long)]
     scores: bool,
 
+    /// Add YAMNet's 1024-d embedding to every patch of the timeline (implies --scores);
+    /// for training and inspecting classifier heads.
+    #[arg(long)]
+    embeddings: bool,
+
     /// How many AudioSet classes the --scores timeline lists per patch.
     #[arg(long, default_value_t = 3, value_name = "N")]
     top: usize,
@@ -123,7 +128,8 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
             patch_hop_frames: args.patch_hop_frames as usize,
             ..LogMelConfig::default()
         },
-        timeline_top: args.scores.then_some(args.top),
+        timeline_top: (args.scores || args.embeddings).then_some(args.top),
+        timeline_embeddings: args.embeddings,
         calibration_offset_db: args.calibration_offset,
     };
     let mut analyzer = FileAnalyzer::new(classifier, settings);

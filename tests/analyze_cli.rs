@@ -280,6 +280,20 @@ fn formats_and_options() {
     assert_eq!(patches[0]["top"].as_array().unwrap().len(), 2);
     assert!(patches[0]["classes"]["glass_break"].is_number());
     assert_eq!(reports[0]["schema"], "earshot.analyze.v1");
+    assert!(patches[0].get("embedding").is_none());
+
+    // --embeddings: YAMNet's 1024-d embedding per patch (and the timeline without --scores).
+    let (code, reports, _) = analyze_json(std::slice::from_ref(&p), &["--embeddings"]);
+    assert_eq!(code, 0);
+    let patches = reports[0]["patches"].as_array().unwrap();
+    assert_eq!(patches.len(), 4);
+    for patch in patches {
+        let e = patch["embedding"].as_array().unwrap();
+        assert_eq!(e.len(), 1024);
+        assert!(e
+            .iter()
+            .all(|v| v.as_f64().is_some_and(|x| x.is_finite() && x >= 0.0)));
+    }
 
     // CSV: one header, then per-patch rows with --scores.
     let (code, out, _) = run(&["analyze", "--format", "csv", "--scores"], &[&p, &p]);
