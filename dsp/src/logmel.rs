@@ -376,7 +376,7 @@ impl LogMelFrontEnd {
         self.patches_out = 0;
     }
 
-    /// Log-mel of one frame of `window_len` samples into `out` (`mel_bands` values).
+    /// Appends the log-mel of the frame in `frame_buf` (`window_len` samples) to `frames`.
     fn compute_frame(&mut self) {
         let win = self.config.window_len;
         for ((d, s), w) in self.fft_in[..win]
