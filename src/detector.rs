@@ -204,26 +204,19 @@ impl Detector {
         let s = self.settings;
         let class = self.class;
         // An active event whose hold ran out before this evidence ends first.
-        if let State::Active {
-            start,
-            last_above_off,
-            peak,
-            lafmax,
-        } = self.state
-        {
-            if e.score < s.off_threshold && e.time_s >= last_above_off + s.hold_s {
-                let end = last_above_off + s.hold_s;
-                out.push(DetectorEvent::Stop {
-                    class,
-                    start_s: start,
-                    time_s: end,
-                    peak_score: peak,
-                    lafmax_dbfs: lafmax,
-                });
+        if let Some(end) = self.hold_end() {
+            if e.score < s.off_threshold && e.time_s >= end {
+                out.extend(self.stop_at(end));
                 self.state = State::Cooldown {
                     until: end + s.cooldown_s,
                 };
-            } else {
+            } else if let State::Active {
+                start,
+                last_above_off,
+                peak,
+                lafmax,
+            } = self.state
+            {
                 let above = e.score >= s.off_threshold;
                 self.state = State::Active {
                     start,
@@ -297,24 +290,38 @@ impl Detector {
     /// Ends the stream at `time_s`: an active event stops there (at the latest), so no stateful
     /// event is left open. Appends the stop, if any, to `out`; the detector is then idle.
     pub fn finish(&mut self, time_s: f64, out: &mut Vec<DetectorEvent>) {
-        if let State::Active {
-            start,
-            last_above_off,
-            peak,
-            lafmax,
-        } = self.state
-        {
-            out.push(DetectorEvent::Stop {
-                class: self.class,
-                start_s: start,
-                time_s: (last_above_off + self.settings.hold_s)
-                    .min(time_s)
-                    .max(start),
-                peak_score: peak,
-                lafmax_dbfs: lafmax,
-            });
+        if let Some(end) = self.hold_end() {
+            out.extend(self.stop_at(end.min(time_s)));
         }
         self.state = State::Idle;
+    }
+
+    /// When the active event ends if no more evidence at or above `off_threshold` comes:
+    /// the last such evidence plus the hold time. `None` when not active.
+    fn hold_end(&self) -> Option<f64> {
+        match self.state {
+            State::Active { last_above_off, .. } => Some(last_above_off + self.settings.hold_s),
+            _ => None,
+        }
+    }
+
+    /// The stop event of the active event, ending at `end_s` (never before its start).
+    fn stop_at(&self, end_s: f64) -> Option<DetectorEvent> {
+        match self.state {
+            State::Active {
+                start,
+                peak,
+                lafmax,
+                ..
+            } => Some(DetectorEvent::Stop {
+                class: self.class,
+                start_s: start,
+                time_s: end_s.max(start),
+                peak_score: peak,
+                lafmax_dbfs: lafmax,
+            }),
+            _ => None,
+        }
     }
 }
 
