@@ -11,6 +11,7 @@
 //! | [`weighting`] | A-, C- and Z-frequency weighting filters for the actual sample rate | IEC 61672-1:2013 |
 //! | [`level`] | Fast/Slow time weighting, LAF, LAS, LAeq, LAFmax, LAFmin, LCpeak, calibration to dB SPL | IEC 61672-1:2013 |
 //! | [`background`] | the learned background level: a sliding-window percentile that ignores events | running percentile (see the module) |
+//! | [`spectral`] | spectral tilt, high-frequency ratio and gain re-levelling of log-mel patches | least-squares tilt over mel bands (see the module) |
 //! | [`loudness`] | momentary, short-term and integrated loudness in LUFS | ITU-R BS.1770-4, EBU R128 (via the `ebur128` crate) |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -21,6 +22,7 @@ pub mod level;
 pub mod logmel;
 pub mod loudness;
 pub mod resample;
+pub mod spectral;
 pub mod weighting;
 
 pub use error::DspError;
