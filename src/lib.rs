@@ -28,6 +28,7 @@ pub mod classes;
 pub mod classifier;
 pub mod detection;
 pub mod detector;
+pub mod level_events;
 pub mod onnx_fold;
 pub mod output;
 pub mod pipeline;
