@@ -32,3 +32,4 @@ pub mod level_events;
 pub mod onnx_fold;
 pub mod output;
 pub mod pipeline;
+pub mod plot;
