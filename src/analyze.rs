@@ -10,19 +10,28 @@ use serde::Serialize;
 
 use crate::audio_file::{AudioFileError, AudioFileReader};
 use crate::audioset;
-use crate::classes::{EarshotClass, Thresholds};
+use crate::classes::EarshotClass;
 use crate::classifier::Classifier;
-use crate::detection::{Detection, DetectionMerger};
-use crate::pipeline::{Analyzer, LevelSummary, PatchReport, PipelineError, StreamSummary};
+use crate::detectors::{Detection, DetectorBank, DetectorConfig};
+use crate::level_events::{LevelEvent, LevelEvents, LevelEventsConfig, LevelEventsError};
+use crate::pipeline::{
+    Analyzer, LevelSummary, PatchReport, PipelineError, Relevel, StreamSummary, Suppression,
+};
 
 /// Version tag written in every report (`"schema"`); bumped on any incompatible change.
-pub const SCHEMA: &str = "earshot.analyze.v1";
+pub const SCHEMA: &str = "earshot.analyze.v2";
 
 /// Settings of one `analyze` run.
 #[derive(Debug, Clone)]
 pub struct AnalyzeSettings {
-    /// Per-class thresholds on the class score.
-    pub thresholds: Thresholds,
+    /// Per-class detector settings (sensitivity, thresholds, hold, cooldown, level gate).
+    pub detectors: DetectorConfig,
+    /// Patch re-levelling before the classifier; `None` turns it off.
+    pub relevel: Option<Relevel>,
+    /// Background suppression before the classifier; `None` turns it off.
+    pub suppression: Option<Suppression>,
+    /// Loudness events: loud noise, SPL summaries, audio input lost/restored.
+    pub level_events: LevelEventsConfig,
     /// Front-end parameters (patch hop).
     pub frontend: LogMelConfig,
     /// Keep a per-patch timeline with this many top AudioSet classes (`--scores`); `None`: no timeline.
@@ -57,6 +66,9 @@ pub struct FileReport {
     pub summary: StreamSummary,
     /// What was heard, by start time.
     pub detections: Vec<Detection>,
+    /// Loudness events (loud noise start/stop, SPL summaries, audio input lost/restored), in
+    /// the order they happened.
+    pub level_events: Vec<LevelEvent>,
     /// The per-patch timeline (`--scores` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patches: Option<Vec<PatchLine>>,
@@ -74,7 +86,16 @@ pub struct PatchLine {
     /// Level over the patch, dBFS.
     #[serde(flatten)]
     pub level: LevelSummary,
-    /// Earshot class scores, by class name.
+    /// Gain the patch was re-levelled by before the classifier, dB.
+    pub gain_db: f64,
+    /// Spectral tilt of the patch, dB per octave ([`earshot_dsp::spectral`]).
+    pub tilt_db_per_octave: f32,
+    /// Share of the patch's energy at or above 2 kHz, dB ([`earshot_dsp::spectral`]).
+    pub hf_ratio_db: f32,
+    /// Background level estimate, dBFS (after the first 5 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub background_dbfs: Option<f64>,
+    /// Earshot class evidence, by class name.
     pub classes: std::collections::BTreeMap<EarshotClass, f32>,
     /// The highest-scoring AudioSet classes, best first.
     pub top: Vec<TopClass>,
@@ -101,6 +122,17 @@ pub enum AnalyzeError {
     /// The file could not be read or decoded.
     #[error(transparent)]
     File(#[from] AudioFileError),
+    /// The detector settings are invalid (names the class and field).
+    #[error("detector settings: {0}")]
+    Settings(String),
+    /// The loudness-event settings are invalid, or the rate is unsupported.
+    #[error("{file}: {source}")]
+    LevelEvents {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        source: LevelEventsError,
+    },
     /// The pipeline refused the stream or failed.
     #[error("{file}: {source}")]
     Pipeline {
@@ -115,7 +147,9 @@ impl AnalyzeError {
     /// True when the input itself is at fault: missing, unreadable, malformed, unsupported.
     pub fn is_bad_input(&self) -> bool {
         match self {
-            AnalyzeError::File(_) => true,
+            AnalyzeError::File(_)
+            | AnalyzeError::Settings(_)
+            | AnalyzeError::LevelEvents { .. } => true,
             AnalyzeError::Pipeline { source, .. } => matches!(source, PipelineError::Dsp(_)),
         }
     }
@@ -129,6 +163,11 @@ pub struct FileAnalyzer {
 }
 
 impl FileAnalyzer {
+    /// The settings it runs with.
+    pub fn settings(&self) -> &AnalyzeSettings {
+        &self.settings
+    }
+
     /// A file analyser using `classifier` for every file.
     pub fn new(classifier: Classifier, settings: AnalyzeSettings) -> Self {
         Self {
@@ -158,17 +197,27 @@ impl FileAnalyzer {
             Some(a) if a.rate_hz() == info.sample_rate_hz => a,
             slot => slot.insert(
                 Analyzer::new(info.sample_rate_hz, self.settings.frontend.clone())
+                    .and_then(|a| a.with_relevel(self.settings.relevel))
+                    .map(|a| a.with_suppression(self.settings.suppression))
                     .map_err(pipeline_err)?,
             ),
         };
         let classifier = &mut self.classifier;
-        let mut merger = DetectionMerger::new(self.settings.thresholds);
+        let mut bank = DetectorBank::new(info.sample_rate_hz, &self.settings.detectors)
+            .map_err(AnalyzeError::Settings)?;
         let mut detections = Vec::new();
+        let mut level = LevelEvents::new(info.sample_rate_hz, self.settings.level_events).map_err(
+            |source| AnalyzeError::LevelEvents {
+                file: file.clone(),
+                source,
+            },
+        )?;
+        let mut level_events = Vec::new();
         let mut timeline = self.settings.timeline_top.map(|_| Vec::new());
         let top = self.settings.timeline_top.unwrap_or(0);
         let embeddings = self.settings.timeline_embeddings;
         let mut on_patch = |p: PatchReport| {
-            merger.push(&p, &mut detections);
+            bank.push(&p, p.background_dbfs, &mut detections, &mut |_| {});
             if let Some(t) = timeline.as_mut() {
                 t.push(patch_line(p, top, embeddings));
             }
@@ -182,6 +231,7 @@ impl FileAnalyzer {
                 break;
             }
             read += n as u64;
+            level.push(&buf, &mut |e| level_events.push(e));
             analyzer
                 .push(classifier, &buf, &mut on_patch)
                 .map_err(pipeline_err)?;
@@ -190,7 +240,8 @@ impl FileAnalyzer {
         let summary = analyzer
             .finish(classifier, &mut on_patch)
             .map_err(pipeline_err)?;
-        merger.finish(summary.duration_s, &mut detections);
+        bank.finish(summary.duration_s, &mut detections, &mut |_| {});
+        level.finish(&mut |e| level_events.push(e));
         Ok(FileReport {
             schema: SCHEMA,
             file,
@@ -202,8 +253,92 @@ impl FileAnalyzer {
             calibration_offset_db: self.settings.calibration_offset_db,
             summary,
             detections,
+            level_events,
             patches: timeline,
         })
+    }
+}
+
+impl FileReport {
+    /// Draws the file's picture ([`crate::plot`]): LAFmax per patch (dB SPL when calibrated),
+    /// the evidence of each alarm class with its on-threshold from `detectors`, and the
+    /// detections. Needs the per-patch timeline (`patches`).
+    ///
+    /// # Errors
+    /// [`crate::plot::PlotError`] naming the path; a report without a timeline draws only the
+    /// detections.
+    pub fn write_plot(
+        &self,
+        path: &Path,
+        detectors: &DetectorConfig,
+    ) -> Result<(), crate::plot::PlotError> {
+        use crate::plot::{write_plot, PlotData, ScoreSeries, Span};
+        let patches = self.patches.as_deref().unwrap_or(&[]);
+        let offset = self.calibration_offset_db.unwrap_or(0.0);
+        // Each patch's level is drawn at its centre.
+        let centre = |p: &PatchLine| (p.start_s + p.end_s) / 2.0;
+        let level: Vec<(f64, f64)> = patches
+            .iter()
+            .map(|p| (centre(p), p.level.lafmax_dbfs + offset))
+            .collect();
+        let classes = [
+            EarshotClass::GlassBreak,
+            EarshotClass::Aggression,
+            EarshotClass::Gunshot,
+        ];
+        let points: Vec<Vec<(f64, f32)>> = classes
+            .iter()
+            .map(|c| {
+                patches
+                    .iter()
+                    .map(|p| (centre(p), p.classes.get(c).copied().unwrap_or(0.0)))
+                    .collect()
+            })
+            .collect();
+        let scores: Vec<ScoreSeries<'_>> = classes
+            .iter()
+            .zip(&points)
+            .map(|(c, pts)| ScoreSeries {
+                class: c.name(),
+                points: pts,
+            })
+            .collect();
+        let thresholds: Vec<(&str, f32)> = classes
+            .iter()
+            .filter_map(|c| {
+                let s = detectors.class(*c).detector_settings().ok()?;
+                Some((c.name(), s.on_threshold))
+            })
+            .collect();
+        let detections: Vec<Span<'_>> = self
+            .detections
+            .iter()
+            .filter(|d| classes.contains(&d.class))
+            .map(|d| Span {
+                class: d.class.name(),
+                start_s: d.start_s,
+                end_s: d.end_s,
+            })
+            .collect();
+        let title = Path::new(&self.file)
+            .file_name()
+            .map_or_else(|| self.file.clone(), |n| n.to_string_lossy().into_owned());
+        write_plot(
+            path,
+            &PlotData {
+                title: &title,
+                duration_s: self.summary.duration_s,
+                level: &level,
+                level_label: if self.calibration_offset_db.is_some() {
+                    "LAFmax per patch, dB SPL"
+                } else {
+                    "LAFmax per patch, dBFS"
+                },
+                scores: &scores,
+                thresholds: &thresholds,
+                detections: &detections,
+            },
+        )
     }
 }
 
@@ -213,6 +348,10 @@ fn patch_line(p: PatchReport, top: usize, embedding: bool) -> PatchLine {
         start_s: p.start_s,
         end_s: p.end_s,
         level: p.level,
+        background_dbfs: p.background_dbfs,
+        gain_db: p.gain_db,
+        tilt_db_per_octave: p.shape.tilt_db_per_octave,
+        hf_ratio_db: p.shape.hf_ratio_db,
         classes: EarshotClass::ALL
             .iter()
             .map(|c| (*c, p.class_scores[c.slot()]))

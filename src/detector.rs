@@ -33,6 +33,14 @@ pub enum LevelGate {
     AbsoluteDbfs(f64),
     /// LAFmax at least this many dB above the background estimate of the evidence.
     AboveBackgroundDb(f64),
+    /// Both: LAFmax at or above `min_dbfs`, and `above_background_db` above the background
+    /// when a background estimate exists.
+    Both {
+        /// Absolute floor, dBFS.
+        min_dbfs: f64,
+        /// Margin above the background, dB.
+        above_background_db: f64,
+    },
 }
 
 /// Settings of one detector. Validated by [`DetectorSettings::validate`].
@@ -76,11 +84,16 @@ impl DetectorSettings {
                 return Err(format!("{name} = {v}: expected seconds ≥ 0"));
             }
         }
-        if let Some(LevelGate::AbsoluteDbfs(v) | LevelGate::AboveBackgroundDb(v)) = self.level_gate
-        {
-            if !v.is_finite() {
-                return Err(format!("level gate = {v}: expected a finite number of dB"));
-            }
+        let gate_values = match self.level_gate {
+            None => [0.0, 0.0],
+            Some(LevelGate::AbsoluteDbfs(v) | LevelGate::AboveBackgroundDb(v)) => [v, 0.0],
+            Some(LevelGate::Both {
+                min_dbfs,
+                above_background_db,
+            }) => [min_dbfs, above_background_db],
+        };
+        if let Some(v) = gate_values.iter().find(|v| !v.is_finite()) {
+            return Err(format!("level gate = {v}: expected a finite number of dB"));
         }
         Ok(())
     }
@@ -91,10 +104,15 @@ impl DetectorSettings {
 pub struct Evidence {
     /// Time of the evidence (the patch's start), seconds on the audio clock.
     pub time_s: f64,
+    /// When the evidence became available (the patch's end), seconds on the audio clock; a
+    /// start event is published at this time.
+    pub end_s: f64,
     /// The class score, in [0, 1].
     pub score: f32,
     /// LAFmax over the patch, dBFS.
     pub lafmax_dbfs: f64,
+    /// LAeq over the patch, dBFS.
+    pub laeq_dbfs: f64,
     /// The background level estimate at that time, dBFS, when one is tracked.
     pub background_dbfs: Option<f64>,
 }
@@ -109,6 +127,8 @@ pub enum DetectorEvent {
         class: EarshotClass,
         /// Time of the first evidence of the run that started it, seconds.
         time_s: f64,
+        /// When the start was known (end of the evidence that completed it), seconds.
+        emitted_s: f64,
         /// Highest score so far.
         score: f32,
         /// Highest LAFmax so far, dBFS.
@@ -120,6 +140,8 @@ pub enum DetectorEvent {
         class: EarshotClass,
         /// Time of the first evidence of the run, seconds.
         time_s: f64,
+        /// When the detection was known, seconds.
+        emitted_s: f64,
         /// Highest score so far.
         score: f32,
         /// Highest LAFmax so far, dBFS.
@@ -137,6 +159,8 @@ pub enum DetectorEvent {
         peak_score: f32,
         /// Highest LAFmax over the event, dBFS.
         lafmax_dbfs: f64,
+        /// LAeq over the event's evidence (energy mean of the patches' LAeq), dBFS.
+        laeq_dbfs: f64,
     },
 }
 
@@ -155,6 +179,9 @@ enum State {
         last_above_off: f64,
         peak: f32,
         lafmax: f64,
+        /// Sum of the evidence's mean-square A-weighted levels, and how many.
+        energy: f64,
+        count: u32,
     },
     /// Stopped at `until − cooldown`; no start before `until`.
     Cooldown {
@@ -196,6 +223,14 @@ impl Detector {
             Some(LevelGate::AboveBackgroundDb(margin)) => e
                 .background_dbfs
                 .is_none_or(|bg| e.lafmax_dbfs >= bg + margin),
+            Some(LevelGate::Both {
+                min_dbfs,
+                above_background_db,
+            }) => {
+                e.lafmax_dbfs >= min_dbfs
+                    && e.background_dbfs
+                        .is_none_or(|bg| e.lafmax_dbfs >= bg + above_background_db)
+            }
         }
     }
 
@@ -215,11 +250,15 @@ impl Detector {
                 last_above_off,
                 peak,
                 lafmax,
+                energy,
+                count,
             } = self.state
             {
                 let above = e.score >= s.off_threshold;
                 self.state = State::Active {
                     start,
+                    energy: energy + mean_square(e.laeq_dbfs),
+                    count: count + 1,
                     last_above_off: if above { e.time_s } else { last_above_off },
                     peak: peak.max(e.score),
                     lafmax: if above {
@@ -268,12 +307,14 @@ impl Detector {
                 out.push(DetectorEvent::Start {
                     class,
                     time_s: since,
+                    emitted_s: e.end_s,
                     score: peak,
                     lafmax_dbfs: lafmax,
                 });
                 out.push(DetectorEvent::Pulse {
                     class,
                     time_s: since,
+                    emitted_s: e.end_s,
                     score: peak,
                     lafmax_dbfs: lafmax,
                 });
@@ -282,6 +323,8 @@ impl Detector {
                     last_above_off: e.time_s,
                     peak,
                     lafmax,
+                    energy: mean_square(e.laeq_dbfs),
+                    count: 1,
                 };
             }
         }
@@ -312,6 +355,8 @@ impl Detector {
                 start,
                 peak,
                 lafmax,
+                energy,
+                count,
                 ..
             } => Some(DetectorEvent::Stop {
                 class: self.class,
@@ -319,9 +364,19 @@ impl Detector {
                 time_s: end_s.max(start),
                 peak_score: peak,
                 lafmax_dbfs: lafmax,
+                laeq_dbfs: earshot_dsp::level::db_from_mean_square(energy / count.max(1) as f64),
             }),
             _ => None,
         }
+    }
+}
+
+/// Mean square (relative to full scale) of a level in dB.
+fn mean_square(db: f64) -> f64 {
+    if db.is_finite() {
+        10f64.powf(db / 10.0)
+    } else {
+        0.0
     }
 }
 
@@ -349,8 +404,10 @@ mod tests {
         for (i, &score) in scores.iter().enumerate() {
             let e = Evidence {
                 time_s: i as f64 * HOP,
+                end_s: i as f64 * HOP + 0.975,
                 score,
                 lafmax_dbfs: -20.0,
+                laeq_dbfs: -25.0,
                 background_dbfs: Some(-40.0),
             };
             d.push(&e, &mut out);
@@ -476,8 +533,10 @@ mod tests {
         let mut out = Vec::new();
         let e = |t: f64, l: f64| Evidence {
             time_s: t,
+            end_s: t + 0.975,
             score: 0.95,
             lafmax_dbfs: l,
+            laeq_dbfs: l - 5.0,
             background_dbfs: Some(-40.0),
         };
         d.push(&e(0.0, -35.0), &mut out); // only 5 dB above background

@@ -3,7 +3,8 @@
 //! Data flows one way (see `../shared/handbook/architecture.md`):
 //!
 //! ```text
-//! audio_file ─► pipeline (dsp: resample, log-mel, level meters, loudness; classifier) ─► detection ─► analyze ─► output
+//! audio_file ─► pipeline (dsp: resample, log-mel, level meters, loudness, background; classifier)
+//!            ─► evidence ─► detectors ─► analyze / eval ─► output
 //! ```
 //!
 //! | module | what it holds |
@@ -11,13 +12,17 @@
 //! | [`audio_file`] | decoding WAV, FLAC, Ogg Vorbis, MP3 to mono f32 at the file's rate |
 //! | [`classifier`] | YAMNet (`yamnet_logmel.onnx`) run with tract: `[96, 64]` log-mel → scores, logits, embedding |
 //! | [`audioset`] | the 521 AudioSet class names of YAMNet's outputs |
-//! | [`classes`] | Earshot's classes, their AudioSet rows and thresholds |
+//! | [`classes`] | Earshot's classes |
 //! | [`pipeline`] | native-rate samples → classified patches with their levels |
 //! | [`onnx_fold`] | folding constant per-channel dequantization so tract runs int8 graphs right |
-//! | [`detection`] | patches above threshold → detections with start, end, peak score and level |
+//! | [`evidence`] | per-patch evidence for each class from AudioSet scores and spectral shape |
 //! | [`detector`] | the per-class state machine: hysteresis, minimum duration, hold time, cooldown, level gate |
+//! | [`level_events`] | loud noise (absolute, adaptive), periodic SPL summaries, audio input lost/restored |
+//! | [`detectors`] | one detector per class, sensitivity 0–100, detections with sample offsets |
 //! | [`analyze`] | files → reports (the `earshot analyze` command's core) |
+//! | [`eval`] | labelled clips, scenes and background recordings → recall, false alarms, latency |
 //! | [`output`] | table, JSON lines and CSV writers |
+//! | [`plot`] | one picture per file: level, class evidence and detections over time (SVG, PNG) |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -26,8 +31,10 @@ pub mod audio_file;
 pub mod audioset;
 pub mod classes;
 pub mod classifier;
-pub mod detection;
 pub mod detector;
+pub mod detectors;
+pub mod eval;
+pub mod evidence;
 pub mod level_events;
 pub mod onnx_fold;
 pub mod output;

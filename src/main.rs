@@ -6,14 +6,19 @@
 #![forbid(unsafe_code)]
 
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use earshot::analyze::{AnalyzeSettings, FileAnalyzer};
-use earshot::classes::Thresholds;
+use earshot::classes::parse_class_value;
 use earshot::classifier::Classifier;
+use earshot::detectors::DetectorConfig;
+use earshot::eval::{self, EvalInput};
+use earshot::level_events::{AbsoluteLoudness, LevelEventsConfig};
 use earshot::output::{Format, ReportWriter};
+use earshot::pipeline::{Relevel, Suppression};
+use earshot_dsp::level::Calibration;
 use earshot_dsp::logmel::LogMelConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -32,6 +37,91 @@ enum Command {
     /// Reads WAV (8/16/24/32-bit PCM, 32/64-bit float, any channel count and rate from 8 to
     /// 192 kHz), FLAC, Ogg Vorbis and MP3. Channels are averaged to mono.
     Analyze(AnalyzeArgs),
+    /// Evaluate the detectors on labelled audio: a clip list (labels.csv), a scene list
+    /// (scenes.csv) or a long background recording (an audio file).
+    ///
+    /// Clip lists give per-class recall, the share of negatives flagged, a confusion table and
+    /// the split by recording type; scene lists give event recall by SNR and the latency from
+    /// onset to the start event; a background recording gives false alarms per hour by class.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct EvalArgs {
+    /// labels.csv, scenes.csv (paths inside are relative to the list) or an audio file.
+    #[arg(value_name = "LIST_OR_AUDIO")]
+    input: PathBuf,
+
+    /// Output format: table (people) or json (one object).
+    #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
+    format: EvalFormat,
+
+    #[command(flatten)]
+    detection: DetectionArgs,
+
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EvalFormat {
+    /// Tables for people.
+    Table,
+    /// One JSON object.
+    Json,
+}
+
+/// Options shared by `analyze` and `eval`: what the detectors and the front end do.
+#[derive(Debug, clap::Args)]
+struct DetectionArgs {
+    /// Per-class sensitivity from 0 to 100 (50 = tuned default; every 50 points halve or
+    /// double the evidence needed), e.g. `--sensitivity aggression=70`. Repeatable.
+    #[arg(long = "sensitivity", value_name = "CLASS=0..100")]
+    sensitivities: Vec<String>,
+
+    /// Per-class on-threshold on the class evidence in (0, 1], overriding the sensitivity,
+    /// e.g. `--threshold glass_break=0.4` (classes: glass_break, aggression, gunshot, speech).
+    /// Repeatable.
+    #[arg(long = "threshold", value_name = "CLASS=VALUE")]
+    thresholds: Vec<String>,
+
+    /// Do not re-level quiet patches before the classifier (see README, "Detectors").
+    #[arg(long)]
+    no_relevel: bool,
+
+    /// Subtract this many times the background's mel spectrum (minimum statistics over 3 s)
+    /// from each patch before the classifier; 0 turns it off.
+    #[arg(long, value_name = "ALPHA", default_value_t = 0.0)]
+    suppress: f64,
+
+    /// Frames between patch starts (10 ms each; 48 = 0.48 s, YAMNet's reference hop).
+    #[arg(long, default_value_t = 48, value_name = "FRAMES",
+          value_parser = clap::value_parser!(u16).range(1..=96))]
+    patch_hop_frames: u16,
+
+    /// Raise `loud_noise` (absolute) when the level stays at or above this many dBFS for
+    /// --loud-noise-min-s (off by default; the adaptive loud-noise detector is always on).
+    #[arg(long, value_name = "DBFS", allow_negative_numbers = true)]
+    loud_noise_dbfs: Option<f64>,
+
+    /// Seconds the level must stay above --loud-noise-dbfs.
+    #[arg(long, value_name = "S", default_value_t = 0.3)]
+    loud_noise_min_s: f64,
+
+    /// Seconds between SPL summaries (LAeq, LAFmax, LAFmin, LCpeak, momentary LUFS max).
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    spl_summary_s: f64,
+
+    /// Calibration offset in dB: dB SPL = dBFS + offset. Play a 94 dB SPL 1 kHz calibrator,
+    /// read its LAeq in dBFS, and pass 94 minus that reading.
+    #[arg(long, value_name = "DB", allow_negative_numbers = true)]
+    calibration_offset: Option<f64>,
+
+    /// Use this ONNX model instead of the embedded YAMNet (same interface as
+    /// yamnet_logmel.onnx: input [96, 64], outputs scores, logits, embedding).
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,29 +144,17 @@ struct AnalyzeArgs {
     #[arg(long)]
     embeddings: bool,
 
+    /// Draw level, class evidence and detections over time into this picture (.svg or .png).
+    /// With several input files, each file's name is added: OUT-<file stem>.svg.
+    #[arg(long, value_name = "OUT.svg|OUT.png")]
+    plot: Option<PathBuf>,
+
     /// How many AudioSet classes the --scores timeline lists per patch.
     #[arg(long, default_value_t = 3, value_name = "N")]
     top: usize,
 
-    /// Per-class threshold on the class score, e.g. `--threshold glass_break=0.4`
-    /// (classes: glass_break, aggression, gunshot, speech). Repeatable.
-    #[arg(long = "threshold", value_name = "CLASS=VALUE")]
-    thresholds: Vec<String>,
-
-    /// Frames between patch starts (10 ms each; 48 = 0.48 s, YAMNet's reference hop).
-    #[arg(long, default_value_t = 48, value_name = "FRAMES",
-          value_parser = clap::value_parser!(u16).range(1..=96))]
-    patch_hop_frames: u16,
-
-    /// Calibration offset in dB: dB SPL = dBFS + offset. Play a 94 dB SPL 1 kHz calibrator,
-    /// read its LAeq in dBFS, and pass 94 minus that reading.
-    #[arg(long, value_name = "DB", allow_negative_numbers = true)]
-    calibration_offset: Option<f64>,
-
-    /// Use this ONNX model instead of the embedded YAMNet (same interface as
-    /// yamnet_logmel.onnx: input [96, 64], outputs scores, logits, embedding).
-    #[arg(long, value_name = "PATH")]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    detection: DetectionArgs,
 
     /// No progress bar.
     #[arg(long, short)]
@@ -90,49 +168,178 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Analyze(args) => analyze(args),
+        Command::Eval(args) => evaluate(args),
     }
 }
 
-fn analyze(args: AnalyzeArgs) -> ExitCode {
-    let mut thresholds = Thresholds::default();
-    for t in &args.thresholds {
-        if let Err(e) = thresholds.set_from_arg(t) {
-            eprintln!("error: --threshold: {e}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
+/// Builds the classifier and the analysis settings, or says what is wrong (exit code, message).
+fn setup(
+    d: &DetectionArgs,
+    timeline_top: Option<usize>,
+    timeline_embeddings: bool,
+) -> Result<FileAnalyzer, (u8, String)> {
+    let bad = |m: String| (EXIT_BAD_INPUT, m);
+    let mut detectors = DetectorConfig::default();
+    for arg in &d.sensitivities {
+        let (class, value) =
+            parse_class_value(arg).map_err(|e| bad(format!("--sensitivity {e}")))?;
+        let v: u8 = value.parse().ok().filter(|v| *v <= 100).ok_or_else(|| {
+            bad(format!(
+                "--sensitivity '{arg}': expected a whole number from 0 to 100"
+            ))
+        })?;
+        detectors.class_mut(class).sensitivity = v;
     }
-    if let Some(o) = args.calibration_offset {
+    for arg in &d.thresholds {
+        let (class, value) = parse_class_value(arg).map_err(|e| bad(format!("--threshold {e}")))?;
+        let v: f32 = value
+            .parse()
+            .ok()
+            .filter(|v: &f32| *v > 0.0 && *v <= 1.0)
+            .ok_or_else(|| {
+                bad(format!(
+                    "--threshold '{arg}': value '{value}' is not a number in (0, 1]"
+                ))
+            })?;
+        detectors.class_mut(class).on_threshold = Some(v);
+    }
+    if let Some(o) = d.calibration_offset {
         if !o.is_finite() || o.abs() > 200.0 {
-            eprintln!("error: --calibration-offset {o}: expected a number of dB from -200 to 200");
-            return ExitCode::from(EXIT_BAD_INPUT);
+            return Err(bad(format!(
+                "--calibration-offset {o}: expected a number of dB from -200 to 200"
+            )));
         }
     }
-    let classifier = match &args.model {
-        Some(p) => Classifier::from_path(p),
-        None => Classifier::embedded(),
+    detectors.calibration_offset_db = d.calibration_offset;
+    let classifier = match &d.model {
+        Some(p) => Classifier::from_path(p).map_err(|e| bad(e.to_string()))?,
+        None => Classifier::embedded().map_err(|e| (EXIT_ERROR, e.to_string()))?,
     };
-    let classifier = match classifier {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(if args.model.is_some() {
-                EXIT_BAD_INPUT
-            } else {
-                EXIT_ERROR
-            });
-        }
+    let level_events = LevelEventsConfig {
+        loud_noise_absolute: d
+            .loud_noise_dbfs
+            .map(|t| AbsoluteLoudness::new(t, d.loud_noise_min_s)),
+        spl_summary_interval_s: Some(d.spl_summary_s),
+        calibration: d
+            .calibration_offset
+            .map(|offset_db| Calibration { offset_db }),
+        ..LevelEventsConfig::default()
     };
+    level_events.validate().map_err(|e| bad(e.to_string()))?;
     let settings = AnalyzeSettings {
-        thresholds,
+        level_events,
+        detectors,
+        relevel: (!d.no_relevel).then(Relevel::default),
+        suppression: (d.suppress > 0.0).then_some(Suppression {
+            alpha: d.suppress,
+            floor: 0.05,
+        }),
         frontend: LogMelConfig {
-            patch_hop_frames: args.patch_hop_frames as usize,
+            patch_hop_frames: d.patch_hop_frames as usize,
             ..LogMelConfig::default()
         },
-        timeline_top: (args.scores || args.embeddings).then_some(args.top),
-        timeline_embeddings: args.embeddings,
-        calibration_offset_db: args.calibration_offset,
+        timeline_top,
+        timeline_embeddings,
+        calibration_offset_db: d.calibration_offset,
     };
-    let mut analyzer = FileAnalyzer::new(classifier, settings);
+    Ok(FileAnalyzer::new(classifier, settings))
+}
+
+fn evaluate(args: EvalArgs) -> ExitCode {
+    let input = match EvalInput::load(&args.input) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let mut analyzer = match setup(&args.detection, None, false) {
+        Ok(a) => a,
+        Err((code, e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(code);
+        }
+    };
+    let bar = (!args.quiet && io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(input.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta} left)")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(short_name(&args.input));
+        bar
+    });
+    let result = eval::run(&input, &mut analyzer, |done, _| {
+        if let Some(b) = &bar {
+            b.set_position(done as u64);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let mut out = io::stdout().lock();
+    let written = match args.format {
+        EvalFormat::Json => serde_json::to_writer(&mut out, &report)
+            .map_err(io::Error::from)
+            .and_then(|_| writeln!(out)),
+        EvalFormat::Table => eval::write_table(&report, &mut out),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing the report: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// The picture's path for `input`: `out` itself for a single input, else `out` with
+/// `-<input stem>` added before its extension.
+fn plot_path(out: &Path, input: &Path, several: bool) -> PathBuf {
+    if !several {
+        return out.to_path_buf();
+    }
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    let input_stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    let ext = out
+        .extension()
+        .map(|e| e.to_string_lossy())
+        .unwrap_or_default();
+    out.with_file_name(format!("{stem}-{input_stem}.{ext}"))
+}
+
+fn short_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn analyze(args: AnalyzeArgs) -> ExitCode {
+    let keep_timeline = args.scores || args.embeddings;
+    let timeline_top = (keep_timeline || args.plot.is_some()).then_some(args.top);
+    let mut analyzer = match setup(&args.detection, timeline_top, args.embeddings) {
+        Ok(a) => a,
+        Err((code, e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(code);
+        }
+    };
     let mut writer = ReportWriter::new(args.format, io::stdout().lock());
     let show_progress = !args.quiet && io::stderr().is_terminal();
     let mut code = 0u8;
@@ -161,7 +368,17 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
             bar.finish_and_clear();
         }
         match result {
-            Ok(report) => {
+            Ok(mut report) => {
+                if let Some(out) = &args.plot {
+                    let target = plot_path(out, path, args.files.len() > 1);
+                    if let Err(e) = report.write_plot(&target, &analyzer.settings().detectors) {
+                        eprintln!("error: {e}");
+                        code = code.max(EXIT_BAD_INPUT);
+                    }
+                }
+                if !keep_timeline {
+                    report.patches = None;
+                }
                 if report.truncated {
                     eprintln!(
                         "warning: {}: the file ends before its header says; analysed the {:.2} s that are there",

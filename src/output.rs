@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use crate::analyze::FileReport;
 use crate::classes::EarshotClass;
+use crate::level_events::LevelEvent;
 
 /// Output format of `analyze` (`--format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -21,6 +22,14 @@ pub struct ReportWriter<W: Write> {
     format: Format,
     out: W,
     csv_header_done: bool,
+}
+
+/// The serde name of a unit enum value (`adaptive`, `silence`, …).
+fn tag(v: &impl serde::Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// Formats a level in dBFS, adding dB SPL when calibrated.
@@ -87,21 +96,59 @@ impl<W: Write> ReportWriter<W> {
         } else {
             writeln!(
                 o,
-                "  {:<12} {:>9} {:>9} {:>6} {:>9}  LAFmax",
-                "class", "start s", "end s", "score", "peak at s"
+                "  {:<12} {:>9} {:>9} {:>6} {:>10}  LAFmax / LAeq",
+                "class", "start s", "end s", "score", "known at s"
             )?;
             for d in &r.detections {
                 writeln!(
                     o,
-                    "  {:<12} {:>9.2} {:>9.2} {:>6.2} {:>9.2}  {}",
+                    "  {:<12} {:>9.2} {:>9.2} {:>6.2} {:>10.2}  {} / {}",
                     d.class.name(),
                     d.start_s,
                     d.end_s,
                     d.peak_score,
-                    d.peak_time_s,
-                    level(d.lafmax_dbfs, cal)
+                    d.emitted_s,
+                    level(d.lafmax_dbfs, cal),
+                    level(d.laeq_dbfs, cal)
                 )?;
             }
+        }
+        let mut summaries = 0;
+        for e in &r.level_events {
+            match e {
+                LevelEvent::LoudNoiseStop {
+                    mode,
+                    start_s,
+                    end_s,
+                    lafmax_dbfs,
+                    laeq_dbfs,
+                    ..
+                } => writeln!(
+                    o,
+                    "  loud noise ({}) {start_s:.2}–{end_s:.2} s   LAFmax {}   LAeq {}",
+                    tag(mode),
+                    level(*lafmax_dbfs, cal),
+                    level(*laeq_dbfs, cal)
+                )?,
+                LevelEvent::AudioInputLost {
+                    reason,
+                    fault_start_s,
+                    time_s,
+                    ..
+                } => writeln!(
+                    o,
+                    "  audio input lost at {time_s:.2} s ({}, since {fault_start_s:.2} s)",
+                    tag(reason)
+                )?,
+                LevelEvent::AudioInputRestored { time_s, .. } => {
+                    writeln!(o, "  audio input restored at {time_s:.2} s")?
+                }
+                LevelEvent::SplSummary { .. } => summaries += 1,
+                LevelEvent::LoudNoiseStart { .. } => {}
+            }
+        }
+        if summaries > 0 {
+            writeln!(o, "  {summaries} SPL summaries (in --format json)")?;
         }
         if let Some(patches) = &r.patches {
             writeln!(
@@ -182,24 +229,28 @@ impl<W: Write> ReportWriter<W> {
                 w.write_record([
                     "file",
                     "class",
+                    "start_sample",
+                    "end_sample",
                     "start_s",
                     "end_s",
+                    "emitted_s",
                     "peak_score",
-                    "peak_time_s",
                     "lafmax_dbfs",
-                    "lcpeak_dbfs",
+                    "laeq_dbfs",
                 ])?;
             }
             for d in &r.detections {
                 w.write_record([
                     r.file.clone(),
                     d.class.name().to_owned(),
+                    d.start_sample.to_string(),
+                    d.end_sample.to_string(),
                     f(d.start_s),
                     f(d.end_s),
+                    f(d.emitted_s),
                     format!("{:.4}", d.peak_score),
-                    f(d.peak_time_s),
                     f(d.lafmax_dbfs),
-                    f(d.lcpeak_dbfs),
+                    f(d.laeq_dbfs),
                 ])?;
             }
         }

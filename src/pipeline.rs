@@ -8,21 +8,73 @@
 //!
 //! Level meters and loudness run at the input's own rate; only the classifier's path is
 //! resampled. Every patch report carries the level measured over the same span of audio.
+//!
+//! **Re-levelling** (on by default, [`Relevel`]): YAMNet's log-mel adds 0.001 before the log,
+//! so a quiet sound (a window breaking 10 m away reads −35 dBFS) reaches the network compressed
+//! against that floor and loses what identifies it. Before classification each patch is
+//! re-levelled, exactly in the log-mel domain ([`earshot_dsp::spectral::normalise_gain`]), by
+//! the gain that brings its LCpeak to [`Relevel::target_peak_dbfs`], limited to
+//! [`Relevel::max_gain_db`] (so room tone is not blown up into a sound). Measured on
+//! `../shared/eval`: glass-break recall at ≤ 2 % false alarms rises from 0.76 to 0.96 on YAMNet's
+//! "Smash, crash" score. The level meters always see the untouched input.
 
 use std::collections::VecDeque;
 
-use earshot_dsp::level::{LevelBlock, LevelMeter, LevelStats};
+use earshot_dsp::background::{BackgroundConfig, BackgroundTracker};
+use earshot_dsp::level::{db_from_mean_square, LevelBlock, LevelMeter, LevelStats};
 use earshot_dsp::logmel::{LogMelConfig, LogMelFrontEnd};
 use earshot_dsp::loudness::LoudnessMeter;
 use earshot_dsp::resample::StreamResampler;
+use earshot_dsp::spectral::{normalise_gain, BackgroundSpectrum, PatchShape, SpectralShape};
 use earshot_dsp::DspError;
 use serde::Serialize;
 
-use crate::classes::{class_scores, ClassScores};
+use crate::classes::ClassScores;
 use crate::classifier::{Classifier, ClassifierError, ClassifierOutput};
+use crate::evidence::evidence;
+
+/// Seconds of input before the background estimate is reported (and level gates use it).
+pub const BACKGROUND_WARM_UP_S: f64 = 5.0;
 
 /// Sample rate of the classifier's input, Hz.
 pub const MODEL_RATE_HZ: u32 = 16_000;
+
+/// Patch re-levelling before the classifier (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Relevel {
+    /// LCpeak a patch is brought to, dBFS (default −6).
+    pub target_peak_dbfs: f64,
+    /// Largest gain applied, dB (default 30); patches louder than the target are attenuated
+    /// without limit.
+    pub max_gain_db: f64,
+}
+
+impl Default for Relevel {
+    fn default() -> Self {
+        Self {
+            target_peak_dbfs: -6.0,
+            max_gain_db: 30.0,
+        }
+    }
+}
+
+impl Relevel {
+    /// The gain for a patch whose LCpeak is `lcpeak_dbfs`, dB. Silence (the level floor) gets
+    /// the maximum gain.
+    pub fn gain_db(&self, lcpeak_dbfs: f64) -> f64 {
+        (self.target_peak_dbfs - lcpeak_dbfs).min(self.max_gain_db)
+    }
+}
+
+/// Background suppression before the classifier: the background's mel spectrum (minimum
+/// statistics over 3 s, [`BackgroundSpectrum`]) is subtracted from each patch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Suppression {
+    /// How much of the estimate is subtracted (over-subtraction factor, ≥ 0).
+    pub alpha: f64,
+    /// Smallest share of each cell's magnitude kept, 0 to 1.
+    pub floor: f64,
+}
 
 /// Errors while analysing a stream.
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +122,21 @@ pub struct PatchReport {
     pub start_s: f64,
     /// End of the patch's audio (start + 0.975 s with YAMNet's front end), seconds.
     pub end_s: f64,
-    /// Earshot class scores (max of each class's AudioSet rows).
+    /// Evidence for each Earshot class, in [0, 1] ([`crate::evidence`]).
     pub class_scores: ClassScores,
     /// The classifier's full output (521 scores, logits, 1024-d embedding).
     pub output: ClassifierOutput,
     /// Level over the patch's span, at the input's native rate.
     pub level: LevelSummary,
+    /// The learned background level when the patch was classified, dBFS: the 20th percentile
+    /// of the 100 ms LAeq over the last 60 s ([`earshot_dsp::background`]); `None` during the
+    /// first [`BACKGROUND_WARM_UP_S`] seconds.
+    pub background_dbfs: Option<f64>,
+    /// Gain the patch was re-levelled by before the classifier, dB (0 when re-levelling is off).
+    pub gain_db: f64,
+    /// Spectral shape of the patch (tilt, high-frequency ratio), from the log-mel values
+    /// before re-levelling.
+    pub shape: PatchShape,
 }
 
 /// Whole-stream measurements, available at [`Analyzer::finish`].
@@ -109,6 +170,17 @@ pub struct Analyzer {
     spare: Vec<Vec<f32>>,
     samples_in: u64,
     patches: u64,
+    relevel: Option<Relevel>,
+    suppression: Option<Suppression>,
+    spectrum: BackgroundSpectrum,
+    /// Frames of the log-mel stream already fed to `spectrum`.
+    frames_seen: u64,
+    /// The suppressed copy of a patch (allocated once).
+    scratch: Vec<f32>,
+    shape: SpectralShape,
+    background: BackgroundTracker,
+    /// A-weighted energy and samples of the 100 ms interval being collected for `background`.
+    interval: (f64, usize),
 }
 
 impl Analyzer {
@@ -131,6 +203,14 @@ impl Analyzer {
         Ok(Self {
             rate_hz,
             resampler: StreamResampler::new(rate_hz, MODEL_RATE_HZ)?,
+            shape: SpectralShape::new(&frontend)?,
+            suppression: None,
+            spectrum: BackgroundSpectrum::new(frontend.mel_bands, 300, 5, frontend.log_offset)?,
+            frames_seen: 0,
+            scratch: Vec::with_capacity(frontend.patch_frames * frontend.mel_bands),
+            background: BackgroundTracker::new(BackgroundConfig::default())?,
+            interval: (0.0, 0),
+            relevel: Some(Relevel::default()),
             frontend: LogMelFrontEnd::new(frontend)?,
             level: LevelMeter::new(rate_hz, block)?,
             loudness: LoudnessMeter::new(1, rate_hz)?,
@@ -141,6 +221,33 @@ impl Analyzer {
             samples_in: 0,
             patches: 0,
         })
+    }
+
+    /// Sets or disables (`None`) patch re-levelling before the classifier; on by default.
+    ///
+    /// # Errors
+    /// [`DspError::InvalidParameter`] when a value is not finite or the maximum gain is negative.
+    pub fn with_relevel(mut self, relevel: Option<Relevel>) -> Result<Self, PipelineError> {
+        if let Some(r) = relevel {
+            let valid =
+                r.target_peak_dbfs.is_finite() && r.max_gain_db.is_finite() && r.max_gain_db >= 0.0;
+            if !valid {
+                return Err(DspError::InvalidParameter {
+                    name: "relevel",
+                    value: format!("{r:?}"),
+                    expected: "a finite target peak in dBFS and a maximum gain ≥ 0 dB",
+                }
+                .into());
+            }
+        }
+        self.relevel = relevel;
+        Ok(self)
+    }
+
+    /// Sets or disables (`None`, the default) background suppression before the classifier.
+    pub fn with_suppression(mut self, suppression: Option<Suppression>) -> Self {
+        self.suppression = suppression;
+        self
     }
 
     /// Input sample rate, Hz.
@@ -161,9 +268,17 @@ impl Analyzer {
     ) -> Result<(), PipelineError> {
         self.samples_in += samples.len() as u64;
         let (history, whole) = (&mut self.history, &mut self.whole);
+        let (background, interval) = (&mut self.background, &mut self.interval);
+        let interval_len = (self.rate_hz as usize).div_ceil(10);
         self.level.process(samples, |b| {
             whole.add(b);
             history.push_back(*b);
+            interval.0 += b.a_energy;
+            interval.1 += b.len;
+            if interval.1 >= interval_len {
+                background.push(db_from_mean_square(interval.0 / interval.1 as f64));
+                *interval = (0.0, 0);
+            }
         });
         self.loudness.process_interleaved_f32(samples)?;
         let (frontend, queued, spare) = (&mut self.frontend, &mut self.queued, &mut self.spare);
@@ -196,6 +311,10 @@ impl Analyzer {
             patches: self.patches,
         };
         self.history.clear();
+        self.background.reset();
+        self.spectrum.reset();
+        self.frames_seen = 0;
+        self.interval = (0.0, 0);
         self.level.reset();
         self.whole = LevelStats::default();
         self.loudness.reset();
@@ -212,10 +331,8 @@ impl Analyzer {
         let patch_len = self.frontend.config().patch_len_samples() as u64;
         let hop = self.frontend.config().patch_hop_samples() as u64;
         let rate = self.rate_hz as u64;
-        for (index, start16, log_mel) in self.queued.drain(..) {
-            let output = classifier.classify(&log_mel);
-            self.spare.push(log_mel);
-            let output = output?;
+        let log_offset = self.frontend.config().log_offset;
+        for (index, start16, mut log_mel) in self.queued.drain(..) {
             // The patch's span in native samples; the level blocks starting inside it.
             let start = start16 * rate / MODEL_RATE_HZ as u64;
             let end = (start16 + patch_len) * rate / MODEL_RATE_HZ as u64;
@@ -227,6 +344,32 @@ impl Analyzer {
             {
                 stats.add(b);
             }
+            let shape = self.shape.analyse(&log_mel);
+            let background_dbfs = (self.samples_in as f64
+                >= BACKGROUND_WARM_UP_S * self.rate_hz as f64)
+                .then(|| self.background.estimate_dbfs())
+                .flatten();
+            if let Some(sup) = self.suppression {
+                // Suppress with what was known before this patch, then learn its new frames.
+                self.scratch.clear();
+                self.scratch.extend_from_slice(&log_mel);
+                self.spectrum
+                    .suppress(&mut self.scratch, sup.alpha, sup.floor);
+                let bands = self.frontend.config().mel_bands;
+                let first = start16 / self.frontend.config().hop_len as u64;
+                for (i, frame) in log_mel.chunks(bands).enumerate() {
+                    if first + i as u64 >= self.frames_seen {
+                        self.spectrum.push_frame(frame);
+                    }
+                }
+                self.frames_seen = self.frames_seen.max(first + (log_mel.len() / bands) as u64);
+                log_mel.copy_from_slice(&self.scratch);
+            }
+            let gain_db = self.relevel.map_or(0.0, |r| r.gain_db(stats.lcpeak_db()));
+            normalise_gain(&mut log_mel, gain_db, log_offset);
+            let output = classifier.classify(&log_mel);
+            self.spare.push(log_mel);
+            let output = output?;
             // Blocks before the next patch's start are no longer needed.
             let next_start = (start16 + hop) * rate / MODEL_RATE_HZ as u64;
             while self
@@ -241,9 +384,12 @@ impl Analyzer {
                 index,
                 start_s: start16 as f64 / MODEL_RATE_HZ as f64,
                 end_s: (start16 + patch_len) as f64 / MODEL_RATE_HZ as f64,
-                class_scores: class_scores(&output.scores),
+                class_scores: evidence(&output.scores, &shape),
                 output,
                 level: LevelSummary::from_stats(&stats),
+                background_dbfs,
+                gain_db,
+                shape,
             });
         }
         Ok(())

@@ -279,7 +279,7 @@ fn formats_and_options() {
     assert_eq!(patches[1]["start_s"], 0.48);
     assert_eq!(patches[0]["top"].as_array().unwrap().len(), 2);
     assert!(patches[0]["classes"]["glass_break"].is_number());
-    assert_eq!(reports[0]["schema"], "earshot.analyze.v1");
+    assert_eq!(reports[0]["schema"], "earshot.analyze.v2");
     assert!(patches[0].get("embedding").is_none());
 
     // --embeddings: YAMNet's 1024-d embedding per patch (and the timeline without --scores).
