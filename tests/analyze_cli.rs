@@ -344,3 +344,87 @@ fn a_model_with_the_wrong_interface_is_refused_at_load() {
         "{err}"
     );
 }
+
+#[test]
+fn plot_sensitivity_and_loudness_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("tone.wav");
+    write_tone(&p, 16_000, 1000.0, 0.5, 2.0);
+    let run = |args: &[&str]| {
+        let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        all.push(p.as_os_str());
+        common::earshot(&all)
+    };
+
+    // --plot: an SVG naming the file and the classes; the timeline stays out of the report.
+    let svg = dir.path().join("out.svg");
+    let (code, out, err) = run(&[
+        "analyze",
+        "--format",
+        "json",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("<svg") && text.contains("</svg>"));
+    assert!(
+        text.contains("tone.wav") && text.contains("glass_break"),
+        "{text}"
+    );
+    let report: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(report.get("patches").is_none());
+    // An unsupported picture format is bad input naming the path; the report is still written.
+    let bmp = dir.path().join("out.bmp");
+    let (code, out, err) = run(&["analyze", "--plot", bmp.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("out.bmp") && err.contains(".svg"), "{err}");
+    assert!(out.contains("tone.wav"), "{out}");
+
+    // Loudness events: a 2 s tone gives one SPL summary per second with --spl-summary-s 1,
+    // and an absolute loud_noise at -20 dBFS (the tone reads -9 dBFS).
+    let (code, out, err) = run(&[
+        "analyze",
+        "--format",
+        "json",
+        "--spl-summary-s",
+        "1",
+        "--loud-noise-dbfs",
+        "-20",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let events = report["level_events"].as_array().unwrap();
+    let count = |tag: &str| events.iter().filter(|e| e["event"] == tag).count();
+    assert_eq!(count("spl_summary"), 2, "{events:?}");
+    assert_eq!(count("loud_noise_start"), 1, "{events:?}");
+    assert_eq!(count("loud_noise_stop"), 1, "{events:?}");
+
+    // Bad settings: exit 2 naming the option and what is expected.
+    let (code, _, err) = run(&["analyze", "--sensitivity", "gunshot=101"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("0 to 100"), "{err}");
+    let (code, _, err) = run(&["analyze", "--sensitivity", "shots=50"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown class 'shots'"), "{err}");
+    let (code, _, err) = run(&["analyze", "--spl-summary-s", "0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("spl_summary_interval_s"), "{err}");
+}
+
+#[test]
+fn eval_refuses_bad_lists_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("labels.csv");
+    std::fs::write(&list, "file,class\nmissing.wav,glass_break\n").unwrap();
+    let (code, _, err) = common::earshot(&["eval".as_ref(), "-q".as_ref(), list.as_os_str()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.wav"), "{err}");
+    std::fs::write(&list, "file,class\nx.wav,dog\n").unwrap();
+    let (code, _, err) = common::earshot(&["eval".as_ref(), list.as_os_str()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("line 2") && err.contains("class 'dog'"),
+        "{err}"
+    );
+}
