@@ -95,6 +95,9 @@ pub struct PatchLine {
     /// Background level estimate, dBFS (after the first 5 s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub background_dbfs: Option<f64>,
+    /// Recent level (80th percentile of the 100 ms LAeq over 60 s), dBFS (after the first 5 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recent_dbfs: Option<f64>,
     /// Earshot class evidence, by class name.
     pub classes: std::collections::BTreeMap<EarshotClass, f32>,
     /// The highest-scoring AudioSet classes, best first.
@@ -349,6 +352,7 @@ fn patch_line(p: PatchReport, top: usize, embedding: bool) -> PatchLine {
         end_s: p.end_s,
         level: p.level,
         background_dbfs: p.background_dbfs,
+        recent_dbfs: p.recent_dbfs,
         gain_db: p.gain_db,
         tilt_db_per_octave: p.shape.tilt_db_per_octave,
         hf_ratio_db: p.shape.hf_ratio_db,

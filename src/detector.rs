@@ -34,12 +34,17 @@ pub enum LevelGate {
     /// LAFmax at least this many dB above the background estimate of the evidence.
     AboveBackgroundDb(f64),
     /// Both: LAFmax at or above `min_dbfs`, and `above_background_db` above the background
-    /// when a background estimate exists.
+    /// when a background estimate exists; with `above_recent_db`, also the evidence's LAeq at
+    /// least that many dB above the recent level (the 80th percentile of the 100 ms LAeq over
+    /// the last 60 s) when it is known: "louder than what this place has been hearing", which
+    /// tells a raised voice from ongoing speech.
     Both {
         /// Absolute floor, dBFS.
         min_dbfs: f64,
         /// Margin above the background, dB.
         above_background_db: f64,
+        /// Margin of the LAeq above the recent level, dB; `None`: not checked.
+        above_recent_db: Option<f64>,
     },
 }
 
@@ -90,7 +95,15 @@ impl DetectorSettings {
             Some(LevelGate::Both {
                 min_dbfs,
                 above_background_db,
-            }) => [min_dbfs, above_background_db],
+                above_recent_db,
+            }) => {
+                if above_recent_db.is_some_and(|v| !v.is_finite()) {
+                    return Err(format!(
+                        "level gate above_recent_db = {above_recent_db:?}: expected a finite number of dB"
+                    ));
+                }
+                [min_dbfs, above_background_db]
+            }
         };
         if let Some(v) = gate_values.iter().find(|v| !v.is_finite()) {
             return Err(format!("level gate = {v}: expected a finite number of dB"));
@@ -115,6 +128,8 @@ pub struct Evidence {
     pub laeq_dbfs: f64,
     /// The background level estimate at that time, dBFS, when one is tracked.
     pub background_dbfs: Option<f64>,
+    /// The recent level (80th percentile of the 100 ms LAeq over 60 s), dBFS, when known.
+    pub recent_dbfs: Option<f64>,
 }
 
 /// What a detector emits.
@@ -226,10 +241,14 @@ impl Detector {
             Some(LevelGate::Both {
                 min_dbfs,
                 above_background_db,
+                above_recent_db,
             }) => {
                 e.lafmax_dbfs >= min_dbfs
                     && e.background_dbfs
                         .is_none_or(|bg| e.lafmax_dbfs >= bg + above_background_db)
+                    && above_recent_db.is_none_or(|margin| {
+                        e.recent_dbfs.is_none_or(|r| e.laeq_dbfs >= r + margin)
+                    })
             }
         }
     }
@@ -409,6 +428,7 @@ mod tests {
                 lafmax_dbfs: -20.0,
                 laeq_dbfs: -25.0,
                 background_dbfs: Some(-40.0),
+                recent_dbfs: None,
             };
             d.push(&e, &mut out);
         }
@@ -538,6 +558,7 @@ mod tests {
             lafmax_dbfs: l,
             laeq_dbfs: l - 5.0,
             background_dbfs: Some(-40.0),
+            recent_dbfs: None,
         };
         d.push(&e(0.0, -35.0), &mut out); // only 5 dB above background
         assert!(out.is_empty());

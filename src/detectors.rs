@@ -19,7 +19,7 @@
 //! | class | min duration | hold | cooldown | level gate |
 //! |---|---|---|---|---|
 //! | glass_break | 0 s | 1.0 s | 2 s | LAFmax ≥ −70 dBFS and ≥ 6 dB above the background |
-//! | aggression | 0 s | 2.0 s | 5 s | LAFmax ≥ −70 dBFS and ≥ 6 dB above the background |
+//! | aggression | 0 s | 2.0 s | 5 s | the same, and LAeq ≥ 3 dB above the recent level |
 //! | gunshot | 0 s | 1.0 s | 2 s | LAFmax ≥ −70 dBFS and ≥ 6 dB above the background |
 //! | speech | 0 s | 0.5 s | 0 s | none (informational, not an alarm class) |
 //!
@@ -30,6 +30,10 @@ use serde::Serialize;
 use crate::classes::EarshotClass;
 use crate::detector::{Detector, DetectorEvent, DetectorSettings, Evidence, LevelGate};
 use crate::pipeline::PatchReport;
+
+/// Aggression's LAeq must exceed the recent level (80th percentile of the 100 ms LAeq over
+/// 60 s) by this much, dB: a raised voice is louder than the speech a place has been hearing.
+pub const AGGRESSION_ABOVE_RECENT_DB: f64 = 3.0;
 
 /// Sensitivity that gives the tuned default threshold.
 pub const DEFAULT_SENSITIVITY: u8 = 50;
@@ -67,13 +71,16 @@ pub struct ClassSettings {
 impl ClassSettings {
     /// The tuned defaults of `class` (see the module documentation).
     pub fn default_for(class: EarshotClass) -> Self {
-        let alarm_gate = Some(LevelGate::Both {
-            min_dbfs: -70.0,
-            above_background_db: 6.0,
-        });
+        let gate = |above_recent_db| {
+            Some(LevelGate::Both {
+                min_dbfs: -70.0,
+                above_background_db: 6.0,
+                above_recent_db,
+            })
+        };
         let (hold_s, cooldown_s, level_gate) = match class {
-            EarshotClass::GlassBreak | EarshotClass::Gunshot => (1.0, 2.0, alarm_gate),
-            EarshotClass::Aggression => (2.0, 5.0, alarm_gate),
+            EarshotClass::GlassBreak | EarshotClass::Gunshot => (1.0, 2.0, gate(None)),
+            EarshotClass::Aggression => (2.0, 5.0, gate(Some(AGGRESSION_ABOVE_RECENT_DB))),
             EarshotClass::Speech => (0.5, 0.0, None),
         };
         Self {
@@ -230,6 +237,7 @@ impl DetectorBank {
                 lafmax_dbfs: patch.level.lafmax_dbfs,
                 laeq_dbfs: patch.level.laeq_dbfs,
                 background_dbfs,
+                recent_dbfs: patch.recent_dbfs,
             };
             detector.push(&e, &mut self.events);
         }

@@ -12,14 +12,18 @@
 //! Shout/Yell/Screaming by YAMNet, but they are *voices* with a *raised vocal effort*, which
 //! shows in the spectrum: flatter (tilt) and with more energy above 2 kHz than speech at normal
 //! effort ([`earshot_dsp::spectral`]). The raised-voice evidence is a soft AND (the minimum) of
-//! three ramps:
+//! three ramps and a veto:
 //! - voice: the highest score of the voice family (speech, conversation, shouting, groans, …)
 //!   divided by [`VOICE_REFERENCE`], capped at 1;
 //! - tilt: 0 at [`TILT_RAMP_DB`]`.0` dB/octave, 1 at `.1`, linear between;
-//! - high-frequency ratio: 0 at [`HF_RAMP_DB`]`.0` dB, 1 at `.1`.
+//! - high-frequency ratio: 0 at [`HF_RAMP_DB`]`.0` dB, 1 at `.1`;
+//! - veto: `1 − min(1, s / 0.2)` with `s` the highest score of laughter, cheering, crowd and
+//!   singing ([`NOT_AGGRESSION`]): loud, bright voices that are not aggression.
 //!
-//! With threshold 0.5 this reads: a voice score ≥ 0.15, tilt ≥ +6 dB/octave and a
-//! high-frequency ratio ≥ −14 dB. Aggression evidence is the larger of the shouted-family and raised-voice
+//! With threshold 0.5 this reads: a voice score ≥ 0.15, tilt ≥ +2 dB/octave, a high-frequency
+//! ratio ≥ −16 dB and laughter/cheering/crowd/singing below 0.1. The aggression detector's level
+//! gate adds that the voice is louder than what the place has been hearing
+//! ([`crate::detectors::AGGRESSION_ABOVE_RECENT_DB`]). Aggression evidence is the larger of the shouted-family and raised-voice
 //! evidence. The reference values come from the tuning procedure in `models/README.md`
 //! (measured on `../shared/eval`, not on single clips).
 
@@ -61,9 +65,15 @@ pub const VOICE: &[usize] = &[0, 1, 2, 3, 6, 7, 8, 9, 10, 11];
 /// Voice-family score that counts as a certain voice.
 pub const VOICE_REFERENCE: f32 = 0.3;
 /// Tilt ramp of the raised-voice evidence, dB per octave: (0 at, 1 at).
-pub const TILT_RAMP_DB: (f32, f32) = (4.0, 8.0);
+pub const TILT_RAMP_DB: (f32, f32) = (0.0, 4.0);
 /// High-frequency-ratio ramp of the raised-voice evidence, dB: (0 at, 1 at).
-pub const HF_RAMP_DB: (f32, f32) = (-16.0, -12.0);
+pub const HF_RAMP_DB: (f32, f32) = (-18.0, -14.0);
+
+/// AudioSet rows of loud, bright voices that are not aggression: Laughter, Baby laughter,
+/// Giggle, Snicker, Belly laugh, Chuckle, Cheering, Crowd, Singing.
+pub const NOT_AGGRESSION: &[usize] = &[13, 14, 15, 16, 17, 18, 61, 64, 24];
+/// Score of the [`NOT_AGGRESSION`] family at which the raised-voice evidence is vetoed.
+pub const NOT_AGGRESSION_REFERENCE: f32 = 0.2;
 
 fn family(scores: &[f32], members: &[(usize, f32)]) -> f32 {
     members
@@ -85,10 +95,15 @@ pub fn raised_voice(scores: &[f32], shape: &PatchShape) -> f32 {
         .iter()
         .filter_map(|&r| scores.get(r).copied())
         .fold(0.0, f32::max);
+    let not_aggression = NOT_AGGRESSION
+        .iter()
+        .filter_map(|&r| scores.get(r).copied())
+        .fold(0.0, f32::max);
     (voice / VOICE_REFERENCE)
         .min(1.0)
         .min(ramp(shape.tilt_db_per_octave, TILT_RAMP_DB))
         .min(ramp(shape.hf_ratio_db, HF_RAMP_DB))
+        .min(1.0 - (not_aggression / NOT_AGGRESSION_REFERENCE).min(1.0))
 }
 
 /// The evidence for every Earshot class from one patch's 521 AudioSet scores and its spectral

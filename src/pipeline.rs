@@ -132,6 +132,9 @@ pub struct PatchReport {
     /// of the 100 ms LAeq over the last 60 s ([`earshot_dsp::background`]); `None` during the
     /// first [`BACKGROUND_WARM_UP_S`] seconds.
     pub background_dbfs: Option<f64>,
+    /// The recent level when the patch was classified, dBFS: the 80th percentile of the 100 ms
+    /// LAeq over the last 60 s; `None` during the first [`BACKGROUND_WARM_UP_S`] seconds.
+    pub recent_dbfs: Option<f64>,
     /// Gain the patch was re-levelled by before the classifier, dB (0 when re-levelling is off).
     pub gain_db: f64,
     /// Spectral shape of the patch (tilt, high-frequency ratio), from the log-mel values
@@ -179,6 +182,8 @@ pub struct Analyzer {
     scratch: Vec<f32>,
     shape: SpectralShape,
     background: BackgroundTracker,
+    /// The recent level: 80th percentile of the same 100 ms levels.
+    recent: BackgroundTracker,
     /// A-weighted energy and samples of the 100 ms interval being collected for `background`.
     interval: (f64, usize),
 }
@@ -209,6 +214,10 @@ impl Analyzer {
             frames_seen: 0,
             scratch: Vec::with_capacity(frontend.patch_frames * frontend.mel_bands),
             background: BackgroundTracker::new(BackgroundConfig::default())?,
+            recent: BackgroundTracker::new(BackgroundConfig {
+                percentile: 0.8,
+                ..BackgroundConfig::default()
+            })?,
             interval: (0.0, 0),
             relevel: Some(Relevel::default()),
             frontend: LogMelFrontEnd::new(frontend)?,
@@ -268,7 +277,8 @@ impl Analyzer {
     ) -> Result<(), PipelineError> {
         self.samples_in += samples.len() as u64;
         let (history, whole) = (&mut self.history, &mut self.whole);
-        let (background, interval) = (&mut self.background, &mut self.interval);
+        let (background, recent, interval) =
+            (&mut self.background, &mut self.recent, &mut self.interval);
         let interval_len = (self.rate_hz as usize).div_ceil(10);
         self.level.process(samples, |b| {
             whole.add(b);
@@ -276,7 +286,9 @@ impl Analyzer {
             interval.0 += b.a_energy;
             interval.1 += b.len;
             if interval.1 >= interval_len {
-                background.push(db_from_mean_square(interval.0 / interval.1 as f64));
+                let level = db_from_mean_square(interval.0 / interval.1 as f64);
+                background.push(level);
+                recent.push(level);
                 *interval = (0.0, 0);
             }
         });
@@ -312,6 +324,7 @@ impl Analyzer {
         };
         self.history.clear();
         self.background.reset();
+        self.recent.reset();
         self.spectrum.reset();
         self.frames_seen = 0;
         self.interval = (0.0, 0);
@@ -345,10 +358,9 @@ impl Analyzer {
                 stats.add(b);
             }
             let shape = self.shape.analyse(&log_mel);
-            let background_dbfs = (self.samples_in as f64
-                >= BACKGROUND_WARM_UP_S * self.rate_hz as f64)
-                .then(|| self.background.estimate_dbfs())
-                .flatten();
+            let warm = self.samples_in as f64 >= BACKGROUND_WARM_UP_S * self.rate_hz as f64;
+            let background_dbfs = warm.then(|| self.background.estimate_dbfs()).flatten();
+            let recent_dbfs = warm.then(|| self.recent.estimate_dbfs()).flatten();
             if let Some(sup) = self.suppression {
                 // Suppress with what was known before this patch, then learn its new frames.
                 self.scratch.clear();
@@ -388,6 +400,7 @@ impl Analyzer {
                 output,
                 level: LevelSummary::from_stats(&stats),
                 background_dbfs,
+                recent_dbfs,
                 gain_db,
                 shape,
             });
