@@ -269,7 +269,10 @@ impl DetectorBank {
     }
 
     fn drain(&mut self, done: &mut Vec<Detection>, on_event: &mut impl FnMut(&DetectorEvent)) {
-        for ev in std::mem::take(&mut self.events) {
+        // Take the buffer out to call `self` methods while draining it, then put it back so
+        // its capacity is kept: steady running does not allocate here.
+        let mut events = std::mem::take(&mut self.events);
+        for ev in events.drain(..) {
             on_event(&ev);
             match ev {
                 DetectorEvent::Start {
@@ -305,6 +308,7 @@ impl DetectorBank {
                 }
             }
         }
+        self.events = events;
     }
 }
 
