@@ -306,6 +306,7 @@ pub enum LevelEvent {
         /// 100 ms).
         background_dbfs: Option<f64>,
         /// `lafmax_dbfs` in dB SPL.
+        #[serde(skip_serializing_if = "Option::is_none")]
         lafmax_db_spl: Option<f64>,
     },
     /// A loud noise stopped.
@@ -327,8 +328,10 @@ pub enum LevelEvent {
         /// LCpeak over the event, dBFS.
         lcpeak_dbfs: f64,
         /// `lafmax_dbfs` in dB SPL.
+        #[serde(skip_serializing_if = "Option::is_none")]
         lafmax_db_spl: Option<f64>,
         /// `laeq_dbfs` in dB SPL.
+        #[serde(skip_serializing_if = "Option::is_none")]
         laeq_db_spl: Option<f64>,
         /// True when closed by [`LevelEvents::finish`] rather than by the level falling.
         end_of_stream: bool,
@@ -357,14 +360,19 @@ pub enum LevelEvent {
         /// Background estimate at the end of the interval, dBFS.
         background_dbfs: Option<f64>,
         /// `laeq_dbfs` in dB SPL.
+        #[serde(skip_serializing_if = "Option::is_none")]
         laeq_db_spl: Option<f64>,
         /// `lafmax_dbfs` in dB SPL.
+        #[serde(skip_serializing_if = "Option::is_none")]
         lafmax_db_spl: Option<f64>,
         /// `lafmin_dbfs` in dB SPL.
+        #[serde(skip_serializing_if = "Option::is_none")]
         lafmin_db_spl: Option<f64>,
         /// `lcpeak_dbfs` in dB SPL.
+        #[serde(skip_serializing_if = "Option::is_none")]
         lcpeak_db_spl: Option<f64>,
         /// `background_dbfs` in dB SPL.
+        #[serde(skip_serializing_if = "Option::is_none")]
         background_db_spl: Option<f64>,
     },
     /// The audio input is lost.
