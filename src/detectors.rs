@@ -184,6 +184,16 @@ pub struct Detection {
     pub laeq_db_spl: Option<f64>,
 }
 
+/// What [`DetectorBank`] reports as it happens: a raw start or pulse, or a finished detection
+/// (the stop, with its end clamped to the input when the bank is finishing).
+#[derive(Debug, Clone, Copy)]
+pub enum BankEvent<'a> {
+    /// A [`DetectorEvent::Start`] or [`DetectorEvent::Pulse`].
+    Raw(&'a DetectorEvent),
+    /// A detection ended (the stateful stop).
+    Finished(&'a Detection),
+}
+
 /// Runs every enabled class's detector over patch reports.
 #[derive(Debug, Clone)]
 pub struct DetectorBank {
@@ -193,6 +203,8 @@ pub struct DetectorBank {
     rate_hz: u32,
     calibration_offset_db: Option<f64>,
     events: Vec<DetectorEvent>,
+    /// Set by `finish`: detections end by then.
+    duration_s: Option<f64>,
 }
 
 impl DetectorBank {
@@ -216,18 +228,19 @@ impl DetectorBank {
             rate_hz: rate_hz.max(1),
             calibration_offset_db: config.calibration_offset_db,
             events: Vec::with_capacity(8),
+            duration_s: None,
         })
     }
 
     /// Takes the next patch (in order) with the background level estimate at that time, and
-    /// appends every detection it completes to `done`; `on_event` sees every raw detector event
-    /// (start, pulse, stop) as it happens.
+    /// appends every detection it completes to `done`; `on_event` sees every start and pulse,
+    /// and every finished detection, as they happen.
     pub fn push(
         &mut self,
         patch: &PatchReport,
         background_dbfs: Option<f64>,
         done: &mut Vec<Detection>,
-        on_event: &mut impl FnMut(&DetectorEvent),
+        on_event: &mut impl FnMut(BankEvent<'_>),
     ) {
         for (class, detector) in &mut self.detectors {
             let e = Evidence {
@@ -249,8 +262,9 @@ impl DetectorBank {
         &mut self,
         duration_s: f64,
         done: &mut Vec<Detection>,
-        on_event: &mut impl FnMut(&DetectorEvent),
+        on_event: &mut impl FnMut(BankEvent<'_>),
     ) {
+        self.duration_s = Some(duration_s);
         for (_, d) in &mut self.detectors {
             d.finish(duration_s, &mut self.events);
         }
@@ -268,17 +282,19 @@ impl DetectorBank {
         (t * self.rate_hz as f64).round().max(0.0) as u64
     }
 
-    fn drain(&mut self, done: &mut Vec<Detection>, on_event: &mut impl FnMut(&DetectorEvent)) {
+    fn drain(&mut self, done: &mut Vec<Detection>, on_event: &mut impl FnMut(BankEvent<'_>)) {
         // Take the buffer out to call `self` methods while draining it, then put it back so
         // its capacity is kept: steady running does not allocate here.
         let mut events = std::mem::take(&mut self.events);
         for ev in events.drain(..) {
-            on_event(&ev);
             match ev {
                 DetectorEvent::Start {
                     class, emitted_s, ..
-                } => self.emitted.push((class, emitted_s)),
-                DetectorEvent::Pulse { .. } => {}
+                } => {
+                    on_event(BankEvent::Raw(&ev));
+                    self.emitted.push((class, emitted_s));
+                }
+                DetectorEvent::Pulse { .. } => on_event(BankEvent::Raw(&ev)),
                 DetectorEvent::Stop {
                     class,
                     start_s,
@@ -292,19 +308,25 @@ impl DetectorBank {
                         None => start_s,
                     };
                     let spl = |db: f64| self.calibration_offset_db.map(|o| db + o);
-                    done.push(Detection {
+                    let end_s = match self.duration_s {
+                        Some(d) if time_s > d => d.max(start_s),
+                        _ => time_s,
+                    };
+                    let detection = Detection {
                         class,
                         start_sample: self.sample(start_s),
-                        end_sample: self.sample(time_s),
+                        end_sample: self.sample(end_s),
                         start_s,
-                        end_s: time_s,
+                        end_s,
                         emitted_s,
                         peak_score,
                         lafmax_dbfs,
                         laeq_dbfs,
                         lafmax_db_spl: spl(lafmax_dbfs),
                         laeq_db_spl: spl(laeq_dbfs),
-                    });
+                    };
+                    on_event(BankEvent::Finished(&detection));
+                    done.push(detection);
                 }
             }
         }

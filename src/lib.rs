@@ -23,6 +23,11 @@
 //! | [`eval`] | labelled clips, scenes and background recordings → recall, false alarms, latency |
 //! | [`output`] | table, JSON lines and CSV writers |
 //! | [`plot`] | one picture per file: level, class evidence and detections over time (SVG, PNG) |
+//! | [`config`] | the TOML configuration of `earshot run`: one typed struct, validated once |
+//! | [`source`] | audio sources (file, stdin, ALSA) and the capture end of the SPSC ring |
+//! | [`events`] | the event envelope every sink receives, and its JSON schema |
+//! | [`sinks`] | JSON lines, MQTT, webhook, each behind a bounded queue on its own thread |
+//! | [`run`] | the live pipeline: capture thread → ring → analysis → sinks |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -31,12 +36,17 @@ pub mod audio_file;
 pub mod audioset;
 pub mod classes;
 pub mod classifier;
+pub mod config;
 pub mod detector;
 pub mod detectors;
 pub mod eval;
+pub mod events;
 pub mod evidence;
 pub mod level_events;
 pub mod onnx_fold;
 pub mod output;
 pub mod pipeline;
 pub mod plot;
+pub mod run;
+pub mod sinks;
+pub mod source;

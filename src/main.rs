@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use earshot::analyze::{AnalyzeSettings, FileAnalyzer};
 use earshot::classes::parse_class_value;
 use earshot::classifier::Classifier;
+use earshot::config::{Config, ConfigErrors, LogFormat, MqttConfig, WebhookConfig};
 use earshot::detectors::DetectorConfig;
 use earshot::eval::{self, EvalInput};
 use earshot::level_events::{AbsoluteLoudness, LevelEventsConfig};
@@ -44,6 +45,83 @@ enum Command {
     /// the split by recording type; scene lists give event recall by SNR and the latency from
     /// onset to the start event; a background recording gives false alarms per hour by class.
     Eval(EvalArgs),
+    /// Listen continuously: capture audio from a device, a pipe or a file, and send events
+    /// to JSON lines, MQTT and webhooks until stopped (SIGINT/SIGTERM) or the input ends.
+    ///
+    /// Settings come from --config (TOML; `earshot config default` prints one), then the
+    /// flags below override them.
+    Run(RunArgs),
+    /// Check a configuration file, or print the commented default one.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Report every problem of a configuration file (exit 2 if there is any).
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Print the commented default configuration.
+    Default,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Configuration file (TOML).
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Audio source: alsa:DEVICE, wav:PATH, stdin:s16le@48000[/CHANNELS] (or f32le),
+    /// pipewire:NODE. Overrides input.source.
+    #[arg(long, short, value_name = "SPEC")]
+    input: Option<String>,
+
+    /// Pace a file source at real time (input.realtime).
+    #[arg(long)]
+    realtime: bool,
+
+    /// Device name in events and MQTT topics (device_id).
+    #[arg(long, value_name = "ID")]
+    device_id: Option<String>,
+
+    /// Write events as JSON lines to this file, or `-` for standard output (sinks.jsonl.path).
+    #[arg(long, value_name = "PATH")]
+    jsonl: Option<String>,
+
+    /// Publish events to this MQTT broker, HOST or HOST:PORT (sinks.mqtt.host/port).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    mqtt: Option<String>,
+
+    /// POST events to this URL (adds a [[sinks.webhook]]). Repeatable.
+    #[arg(long, value_name = "URL")]
+    webhook: Vec<String>,
+
+    /// Per-class sensitivity 0 to 100, e.g. `glass_break=70` (detectors.<class>.sensitivity).
+    /// Repeatable.
+    #[arg(long = "sensitivity", value_name = "CLASS=0..100")]
+    sensitivities: Vec<String>,
+
+    /// dB SPL = dBFS + this (level.calibration_offset_db).
+    #[arg(long, value_name = "DB", allow_negative_numbers = true)]
+    calibration_offset: Option<f64>,
+
+    /// Seconds between health events (health.interval_s).
+    #[arg(long, value_name = "S")]
+    health_interval: Option<f64>,
+
+    /// ONNX model instead of the embedded YAMNet (model).
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+
+    /// Log format (log.format): auto is human on a terminal, JSON otherwise.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<earshot::config::LogFormat>,
+
+    /// Log filter (log.level), e.g. `debug` or `earshot=debug,warn`.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -169,6 +247,21 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Analyze(args) => analyze(args),
         Command::Eval(args) => evaluate(args),
+        Command::Run(args) => run(args),
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", earshot::config::DEFAULT_CONFIG_TOML);
+            ExitCode::SUCCESS
+        }
+        Command::Config(ConfigCommand::Check { file }) => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: OK", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_BAD_INPUT)
+            }
+        },
     }
 }
 
@@ -406,4 +499,178 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
     }
     let _ = io::stdout().flush();
     ExitCode::from(code)
+}
+
+/// The configuration of `earshot run`: the file (or the defaults), then the flags, validated.
+fn run_config(args: &RunArgs) -> Result<Config, ConfigErrors> {
+    let mut config = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let mut errors = Vec::new();
+    let flag_error = |key: &str, value: &str, expected: &str| earshot::config::ConfigError {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        expected: expected.to_owned(),
+    };
+    if let Some(i) = &args.input {
+        config.input.source = i.clone();
+    }
+    if args.realtime {
+        config.input.realtime = true;
+    }
+    if let Some(d) = &args.device_id {
+        config.device_id = d.clone();
+    }
+    if let Some(p) = &args.jsonl {
+        let j = config.sinks.jsonl.get_or_insert_with(Default::default);
+        j.path = p.clone();
+    }
+    if let Some(m) = &args.mqtt {
+        let c = config.sinks.mqtt.get_or_insert_with(MqttConfig::default);
+        match m.rsplit_once(':') {
+            Some((host, port)) if !host.contains(']') || host.ends_with(']') => {
+                c.host = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned();
+                match port.parse() {
+                    Ok(p) => c.port = p,
+                    Err(_) => errors.push(flag_error(
+                        "--mqtt",
+                        m,
+                        "expected HOST or HOST:PORT with PORT 1 to 65535",
+                    )),
+                }
+            }
+            _ => c.host = m.clone(),
+        }
+    }
+    for url in &args.webhook {
+        config.sinks.webhook.push(WebhookConfig {
+            url: url.clone(),
+            ..WebhookConfig::default()
+        });
+    }
+    for arg in &args.sensitivities {
+        match parse_class_value(arg) {
+            Ok((class, value)) => match value.parse::<u8>() {
+                Ok(v) if v <= 100 => config.detectors.class_mut(class).sensitivity = Some(v),
+                _ => errors.push(flag_error("--sensitivity", arg, "expected CLASS=0..100")),
+            },
+            Err(e) => errors.push(flag_error("--sensitivity", arg, &e.to_string())),
+        }
+    }
+    if let Some(o) = args.calibration_offset {
+        config.level.calibration_offset_db = Some(o);
+    }
+    if let Some(h) = args.health_interval {
+        config.health.interval_s = h;
+    }
+    if let Some(m) = &args.model {
+        config.model = Some(m.clone());
+    }
+    if let Some(f) = args.log_format {
+        config.log.format = f;
+    }
+    if let Some(l) = &args.log_level {
+        config.log.level = l.clone();
+    }
+    errors.extend(config.validate());
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors {
+            file: args.config.as_ref().map_or_else(
+                || "command line".to_owned(),
+                |p| format!("{} with the command line", p.display()),
+            ),
+            errors,
+        })
+    }
+}
+
+fn init_logging(config: &Config) {
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if !config.log.level.contains("tract") {
+        // tract announces its SIMD kernels at info; that is noise in a daemon's log.
+        if let Ok(d) = "tract_linalg=warn".parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    let json = match config.log.format {
+        LogFormat::Json => true,
+        LogFormat::Human => false,
+        LogFormat::Auto => !io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let config = match run_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    init_logging(&config);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping exits at once (exit code 1).
+        let registered = signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()));
+        if let Err(e) = registered {
+            tracing::error!(error = %e, "cannot install the signal handlers");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    }
+    let mut classifier = match &config.model {
+        Some(p) => match Classifier::from_path(p) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "model");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        },
+        None => match Classifier::embedded() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "embedded model");
+                return ExitCode::from(EXIT_ERROR);
+            }
+        },
+    };
+    let source = match earshot::source::open(&config.input.source, config.input.realtime) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the input");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let sinks = match earshot::sinks::spawn_from_config(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the sinks");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    if sinks.is_empty() {
+        tracing::warn!("no sink configured: events are only logged (add --jsonl -, --mqtt or a [sinks] section)");
+    }
+    match earshot::run::run(&config, &mut classifier, source, sinks, stop) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "run failed");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
 }

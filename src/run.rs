@@ -1,0 +1,462 @@
+//! `earshot run`: the live pipeline.
+//!
+//! ```text
+//! capture thread ─► SPSC ring ─► analysis thread (this one) ─► per-sink bounded queues ─► sink threads
+//! Source::run       ringbuf      level events, classifier,      SinkHandle::offer           Sink::deliver
+//!                                detectors → Event                (never blocks)
+//! ```
+//!
+//! The analysis thread drains the ring in 100 ms chunks, runs the same stages as `analyze`
+//! ([`LevelEvents`], [`Analyzer`], [`DetectorBank`]) and turns what they report into
+//! [`Event`]s, numbered and stamped ([`EventStamper`]), offered to every sink. Every
+//! `health.interval_s` of wall-clock time, and once at the end, it sends a [`Health`] event
+//! with the capture and sink counters, and logs it.
+//!
+//! Stopping ([`run`]'s `stop` flag, set by SIGINT/SIGTERM): the capture thread returns, the
+//! analysis drains what is in the ring, finishes the pipeline (open stateful events get their
+//! stop event), sends the last health event, then gives the sinks `sinks.flush_timeout_s` to
+//! deliver what they hold.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ringbuf::traits::{Consumer, Observer};
+
+use crate::classifier::Classifier;
+use crate::config::Config;
+use crate::detectors::{BankEvent, Detection, DetectorBank};
+use crate::events::{
+    AudioClock, DetectionEvent, Event, EventBody, EventStamper, Health, HealthTag,
+};
+use crate::level_events::{LevelEvent, LevelEvents};
+use crate::pipeline::{Analyzer, Relevel};
+use crate::sinks::SinkHandle;
+use crate::source::{self, CaptureCounters, Source, SourceError};
+use earshot_dsp::logmel::LogMelConfig;
+
+/// Why the run could not start or ended in error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration refused by a pipeline stage (names the setting).
+    #[error("{0}")]
+    Settings(String),
+    /// The source failed; the pipeline was still finished and the sinks flushed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The classifier or a DSP stage failed.
+    #[error("{0}")]
+    Pipeline(String),
+    /// A thread could not be started.
+    #[error("starting the {what} thread: {source}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Seconds of audio analysed.
+    pub audio_s: f64,
+    /// Events produced (each offered to every sink).
+    pub events: u64,
+    /// The last health report.
+    pub health: Health,
+    /// Sinks that did not finish within the flush timeout.
+    pub sinks_not_flushed: Vec<String>,
+}
+
+/// Emits events: stamps them and offers them to every sink; logs the ones operators care about.
+struct Emitter<'a> {
+    stamper: Option<EventStamper>,
+    device_id: String,
+    rate_hz: u32,
+    sinks: &'a [SinkHandle],
+    count: u64,
+}
+
+impl Emitter<'_> {
+    fn stamper(&mut self, counters: &CaptureCounters) -> &mut EventStamper {
+        let (device_id, rate) = (&self.device_id, self.rate_hz);
+        self.stamper.get_or_insert_with(|| {
+            let start = counters.first_frame_time().unwrap_or_else(SystemTime::now);
+            EventStamper::new(device_id.clone(), AudioClock::new(start, rate))
+        })
+    }
+
+    fn emit(&mut self, counters: &CaptureCounters, body: EventBody, stream_time_s: f64) {
+        let event = self.stamper(counters).stamp(body, stream_time_s);
+        log_event(&event);
+        let event = Arc::new(event);
+        for s in self.sinks {
+            s.offer(&event);
+        }
+        self.count += 1;
+    }
+}
+
+fn log_event(e: &Event) {
+    match &e.body {
+        EventBody::Detection(DetectionEvent::DetectionStart {
+            class,
+            start_s,
+            score,
+            lafmax_dbfs,
+            ..
+        }) => tracing::info!(
+            class = class.name(),
+            start_s = format_args!("{start_s:.2}"),
+            score = format_args!("{score:.2}"),
+            lafmax_dbfs = format_args!("{lafmax_dbfs:.1}"),
+            "detection started"
+        ),
+        EventBody::Detection(DetectionEvent::DetectionStop(d)) => tracing::info!(
+            class = d.class.name(),
+            start_s = format_args!("{:.2}", d.start_s),
+            end_s = format_args!("{:.2}", d.end_s),
+            peak_score = format_args!("{:.2}", d.peak_score),
+            "detection stopped"
+        ),
+        EventBody::Level(LevelEvent::AudioInputLost { reason, .. }) => {
+            tracing::warn!(reason = ?reason, "audio input lost")
+        }
+        EventBody::Level(LevelEvent::AudioInputRestored { lost_for_s, .. }) => {
+            tracing::info!(
+                lost_for_s = format_args!("{lost_for_s:.1}"),
+                "audio input restored"
+            )
+        }
+        EventBody::Level(LevelEvent::LoudNoiseStart {
+            mode, lafmax_dbfs, ..
+        }) => tracing::info!(
+            mode = ?mode,
+            lafmax_dbfs = format_args!("{lafmax_dbfs:.1}"),
+            "loud noise started"
+        ),
+        _ => tracing::debug!(event = e.kind(), seq = e.seq, "event"),
+    }
+}
+
+/// Runs `source` through the pipeline into `sinks` until the input ends or `stop` is set.
+///
+/// `config` must be validated ([`Config::validate`]); the detectors, level events and ring
+/// size come from it.
+///
+/// # Errors
+/// [`RunError`]; a source that fails mid-run still has its pipeline finished, its last health
+/// event sent and the sinks flushed before the error is returned.
+pub fn run(
+    config: &Config,
+    classifier: &mut Classifier,
+    source: Box<dyn Source>,
+    mut sinks: Vec<SinkHandle>,
+    stop: Arc<AtomicBool>,
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let info = source.info().clone();
+    let rate = info.sample_rate_hz;
+    let detector_config = config.detector_config();
+    let mut bank = DetectorBank::new(rate, &detector_config).map_err(RunError::Settings)?;
+    let mut level = LevelEvents::new(rate, config.level_events_config())
+        .map_err(|e| RunError::Settings(e.to_string()))?;
+    let mut analyzer = Analyzer::new(rate, LogMelConfig::default())
+        .and_then(|a| a.with_relevel(Some(Relevel::default())))
+        .map_err(|e| RunError::Pipeline(e.to_string()))?;
+
+    let ring_frames = ((rate as u64 * config.input.ring_ms as u64) / 1000) as usize;
+    let counters = Arc::new(CaptureCounters::default());
+    let (mut writer, mut ring) = source::ring(
+        ring_frames,
+        info.live,
+        Arc::clone(&counters),
+        Arc::clone(&stop),
+    );
+    let ring_frames = ring.capacity().get();
+    let capture = {
+        let counters = Arc::clone(&counters);
+        let mut source = source;
+        std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || {
+                let r = source.run(&mut writer);
+                counters.ended.store(true, Ordering::Release);
+                r
+            })
+            .map_err(|source| RunError::Thread {
+                what: "capture",
+                source,
+            })?
+    };
+    tracing::info!(
+        input = %info.description,
+        sample_rate_hz = rate,
+        channels = info.channels,
+        live = info.live,
+        ring_ms = config.input.ring_ms,
+        sinks = sinks.len(),
+        model = classifier.source(),
+        "running"
+    );
+
+    let mut emitter = Emitter {
+        stamper: None,
+        device_id: config.device_id.clone(),
+        rate_hz: rate,
+        sinks: &sinks,
+        count: 0,
+    };
+    let health_every = Duration::from_secs_f64(config.health.interval_s);
+    let mut next_health = Instant::now() + health_every;
+    let mut underruns = 0u64;
+    let mut empty_since: Option<Instant> = None;
+    let mut stop_seen: Option<Instant> = None;
+    let budget = Duration::from_millis(config.input.ring_ms as u64);
+    let chunk = (rate as usize / 10).max(256);
+    let mut buf = vec![0f32; chunk];
+    let mut done: Vec<Detection> = Vec::with_capacity(8);
+    let mut samples: u64 = 0;
+    let mut pipeline_error = None;
+
+    let health = |emitter: &Emitter<'_>, samples: u64, underruns: u64, ring_fill: usize| Health {
+        event: HealthTag::Health,
+        input: info.description.clone(),
+        sample_rate_hz: rate,
+        audio_s: samples as f64 / rate as f64,
+        uptime_s: started.elapsed().as_secs_f64(),
+        ring_frames,
+        overruns: counters.overruns.load(Ordering::Relaxed),
+        overrun_frames: counters.overrun_frames.load(Ordering::Relaxed),
+        underruns,
+        xruns: counters.xruns.load(Ordering::Relaxed),
+        backlog_s: ring_fill as f64 / rate as f64,
+        sinks: emitter.sinks.iter().map(SinkHandle::health).collect(),
+    };
+
+    loop {
+        let n = ring.pop_slice(&mut buf);
+        if n == 0 {
+            let ended = counters.ended.load(Ordering::Acquire);
+            if ended && ring.is_empty() {
+                break;
+            }
+            if stop.load(Ordering::Relaxed) {
+                // A source blocked in a read (stdin with no writer) is left behind after 1 s.
+                let since = *stop_seen.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(1) && ring.is_empty() {
+                    tracing::warn!("the source did not stop within 1 s; finishing without it");
+                    break;
+                }
+            }
+            if info.live {
+                let since = *empty_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > budget {
+                    underruns += 1;
+                    tracing::warn!(
+                        waited_ms = since.elapsed().as_millis() as u64,
+                        "no audio from the source within the latency budget (underrun)"
+                    );
+                    empty_since = Some(Instant::now());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        } else {
+            empty_since = None;
+            let block = &buf[..n];
+            level.push(block, &mut |e| {
+                let t = level_event_time(&e);
+                emitter.emit(&counters, EventBody::Level(e), t);
+            });
+            let r = analyzer.push(classifier, block, &mut |p| {
+                let patch_end = p.end_s;
+                bank.push(&p, p.background_dbfs, &mut done, &mut |be| {
+                    emit_bank_event(
+                        &mut emitter,
+                        &counters,
+                        be,
+                        rate,
+                        &detector_config,
+                        patch_end,
+                    )
+                });
+            });
+            if let Err(e) = r {
+                pipeline_error = Some(e.to_string());
+                stop.store(true, Ordering::Relaxed);
+                break;
+            }
+            done.clear();
+            samples += n as u64;
+        }
+        if Instant::now() >= next_health {
+            next_health += health_every;
+            let h = health(&emitter, samples, underruns, ring.occupied_len());
+            log_health(&h);
+            let t = samples as f64 / rate as f64;
+            emitter.emit(&counters, EventBody::Health(h), t);
+        }
+    }
+
+    // End of input or stop: finish the pipeline so open stateful events get their stop.
+    let duration_s = samples as f64 / rate as f64;
+    if pipeline_error.is_none() {
+        let r = analyzer.finish(classifier, &mut |p| {
+            let patch_end = p.end_s;
+            bank.push(&p, p.background_dbfs, &mut done, &mut |be| {
+                emit_bank_event(
+                    &mut emitter,
+                    &counters,
+                    be,
+                    rate,
+                    &detector_config,
+                    patch_end,
+                )
+            });
+        });
+        if let Err(e) = r {
+            pipeline_error = Some(e.to_string());
+        }
+    }
+    bank.finish(duration_s, &mut done, &mut |be| {
+        emit_bank_event(
+            &mut emitter,
+            &counters,
+            be,
+            rate,
+            &detector_config,
+            duration_s,
+        )
+    });
+    level.finish(&mut |e| {
+        emitter.emit(&counters, EventBody::Level(e), duration_s);
+    });
+    let last = health(&emitter, samples, underruns, 0);
+    log_health(&last);
+    emitter.emit(&counters, EventBody::Health(last), duration_s);
+    let events = emitter.count;
+
+    let source_result = if capture.is_finished() {
+        capture.join().unwrap_or(Ok(()))
+    } else {
+        Ok(())
+    };
+
+    let deadline = Instant::now() + Duration::from_secs_f64(config.sinks.flush_timeout_s);
+    let mut sinks_not_flushed = Vec::new();
+    for s in &mut sinks {
+        if !s.close(deadline) {
+            sinks_not_flushed.push(s.name().to_owned());
+        }
+    }
+    let health = {
+        let mut h = health(
+            &Emitter {
+                stamper: None,
+                device_id: String::new(),
+                rate_hz: rate,
+                sinks: &sinks,
+                count: 0,
+            },
+            samples,
+            underruns,
+            0,
+        );
+        h.uptime_s = started.elapsed().as_secs_f64();
+        h
+    };
+    for s in &health.sinks {
+        if sinks_not_flushed.contains(&s.name) || s.pending > 0 {
+            tracing::warn!(
+                sink = %s.name,
+                pending = s.pending,
+                "sink did not deliver everything within sinks.flush_timeout_s"
+            );
+        }
+    }
+    tracing::info!(audio_s = format_args!("{duration_s:.2}"), events, "stopped");
+    source_result?;
+    if let Some(e) = pipeline_error {
+        return Err(RunError::Pipeline(e));
+    }
+    Ok(RunReport {
+        audio_s: duration_s,
+        events,
+        health,
+        sinks_not_flushed,
+    })
+}
+
+fn emit_bank_event(
+    emitter: &mut Emitter<'_>,
+    counters: &CaptureCounters,
+    be: BankEvent<'_>,
+    rate: u32,
+    detectors: &crate::detectors::DetectorConfig,
+    now_s: f64,
+) {
+    match be {
+        BankEvent::Raw(raw) => {
+            if let Some(d) =
+                DetectionEvent::from_detector(raw, rate, detectors.calibration_offset_db)
+            {
+                let t = match &d {
+                    DetectionEvent::DetectionStart { emitted_s, .. }
+                    | DetectionEvent::Detection { emitted_s, .. } => *emitted_s,
+                    DetectionEvent::DetectionStop(_) => now_s,
+                };
+                emitter.emit(counters, EventBody::Detection(d), t);
+            }
+        }
+        BankEvent::Finished(d) => emitter.emit(
+            counters,
+            EventBody::Detection(DetectionEvent::DetectionStop(d.clone())),
+            now_s.max(d.end_s),
+        ),
+    }
+}
+
+/// When a level event was decided, on the audio clock.
+fn level_event_time(e: &LevelEvent) -> f64 {
+    match e {
+        LevelEvent::LoudNoiseStart { time_s, .. } => *time_s,
+        LevelEvent::LoudNoiseStop { end_s, .. } => *end_s,
+        LevelEvent::SplSummary { end_s, .. } => *end_s,
+        LevelEvent::AudioInputLost { time_s, .. } => *time_s,
+        LevelEvent::AudioInputRestored { time_s, .. } => *time_s,
+    }
+}
+
+fn log_health(h: &Health) {
+    let dropped: u64 = h
+        .sinks
+        .iter()
+        .map(|s| s.dropped_queue_full + s.dropped_backlog_full + s.failed)
+        .sum();
+    let down: Vec<&str> = h
+        .sinks
+        .iter()
+        .filter(|s| s.state != "up")
+        .map(|s| s.name.as_str())
+        .collect();
+    if h.overruns > 0 || dropped > 0 || !down.is_empty() || h.underruns > 0 {
+        tracing::warn!(
+            audio_s = format_args!("{:.1}", h.audio_s),
+            overruns = h.overruns,
+            overrun_frames = h.overrun_frames,
+            underruns = h.underruns,
+            xruns = h.xruns,
+            sink_drops = dropped,
+            sinks_not_up = ?down,
+            "health"
+        );
+    } else {
+        tracing::info!(
+            audio_s = format_args!("{:.1}", h.audio_s),
+            backlog_s = format_args!("{:.2}", h.backlog_s),
+            "health"
+        );
+    }
+}
