@@ -93,7 +93,7 @@ pub struct ClassConfig {
     /// Detect this class at all.
     pub enabled: Option<bool>,
     /// 0 to 100 (50: tuned default; every 50 points halve or double the evidence needed).
-    pub sensitivity: Option<u8>,
+    pub sensitivity: Option<u32>,
     /// Explicit on-threshold on the class evidence in (0, 1], overriding `sensitivity`.
     pub threshold: Option<f32>,
     /// Seconds of evidence before a start (0 to 60).
@@ -193,15 +193,15 @@ pub enum LogFormat {
 pub struct SinksConfig {
     /// At shutdown, seconds the sinks get to deliver what they hold (0 to 600).
     pub flush_timeout_s: f64,
-    /// `[sinks.jsonl]`: JSON lines; absent: none.
-    pub jsonl: Option<JsonlConfig>,
+    /// `[[sinks.jsonl]]`: JSON-lines outputs (standard output, files, FIFOs); any number.
+    pub jsonl: Vec<JsonlConfig>,
     /// `[sinks.mqtt]`: MQTT; absent: none.
     pub mqtt: Option<MqttConfig>,
     /// `[[sinks.webhook]]`: any number of webhooks.
     pub webhook: Vec<WebhookConfig>,
 }
 
-/// `[sinks.jsonl]`.
+/// `[[sinks.jsonl]]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct JsonlConfig {
@@ -325,7 +325,7 @@ impl Default for SinksConfig {
     fn default() -> Self {
         Self {
             flush_timeout_s: 5.0,
-            jsonl: None,
+            jsonl: Vec::new(),
             mqtt: None,
             webhook: Vec::new(),
         }
@@ -482,7 +482,7 @@ impl Config {
                     errors.push(ConfigError {
                         key: e.path().to_string(),
                         value: removed.as_ref().map(value_text).unwrap_or_default(),
-                        expected: e.inner().message().trim_end().to_owned(),
+                        expected: plain_words(e.inner().message().trim_end()),
                     });
                     if removed.is_none() || errors.len() > 1000 {
                         // Nothing to take away (the error is not one key's): stop here.
@@ -532,6 +532,30 @@ fn remove_at(
         }
         _ => None,
     }
+}
+
+/// serde's type names in words an installer reads.
+fn plain_words(message: &str) -> String {
+    [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected a sequence", "expected a list"),
+    ]
+    .iter()
+    .fold(message.to_owned(), |m, (from, to)| {
+        if m.ends_with(from) {
+            format!("{}{}", &m[..m.len() - from.len()], to)
+        } else {
+            m
+        }
+    })
 }
 
 fn value_text(v: &toml::Value) -> String {
@@ -695,15 +719,15 @@ impl Config {
         let queue = |c: &mut Check<'_>, key: &str, q: usize| {
             c.range(key, q as f64, 1.0, 1_000_000.0, "events");
         };
-        if let Some(j) = &s.jsonl {
+        for (i, j) in s.jsonl.iter().enumerate() {
             if j.path.is_empty() {
                 c.fail(
-                    "sinks.jsonl.path",
+                    &format!("sinks.jsonl[{i}].path"),
                     "\"\"",
                     "expected \"-\" (standard output) or a file path",
                 );
             }
-            queue(&mut c, "sinks.jsonl.queue", j.queue);
+            queue(&mut c, &format!("sinks.jsonl[{i}].queue"), j.queue);
         }
         if let Some(m) = &s.mqtt {
             if m.host.is_empty() {
@@ -866,7 +890,8 @@ impl ClassConfig {
             s.enabled = v;
         }
         if let Some(v) = self.sensitivity {
-            s.sensitivity = v;
+            // Validated to 0..=100 by `Config::validate`.
+            s.sensitivity = v.min(100) as u8;
         }
         if self.threshold.is_some() {
             s.on_threshold = self.threshold;

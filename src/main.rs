@@ -86,9 +86,10 @@ struct RunArgs {
     #[arg(long, value_name = "ID")]
     device_id: Option<String>,
 
-    /// Write events as JSON lines to this file, or `-` for standard output (sinks.jsonl.path).
+    /// Write events as JSON lines to this file, or `-` for standard output (adds a
+    /// [[sinks.jsonl]]). Repeatable.
     #[arg(long, value_name = "PATH")]
-    jsonl: Option<String>,
+    jsonl: Vec<String>,
 
     /// Publish events to this MQTT broker, HOST or HOST:PORT (sinks.mqtt.host/port).
     #[arg(long, value_name = "HOST[:PORT]")]
@@ -522,9 +523,11 @@ fn run_config(args: &RunArgs) -> Result<Config, ConfigErrors> {
     if let Some(d) = &args.device_id {
         config.device_id = d.clone();
     }
-    if let Some(p) = &args.jsonl {
-        let j = config.sinks.jsonl.get_or_insert_with(Default::default);
-        j.path = p.clone();
+    for p in &args.jsonl {
+        config.sinks.jsonl.push(earshot::config::JsonlConfig {
+            path: p.clone(),
+            ..Default::default()
+        });
     }
     if let Some(m) = &args.mqtt {
         let c = config.sinks.mqtt.get_or_insert_with(MqttConfig::default);
@@ -555,7 +558,7 @@ fn run_config(args: &RunArgs) -> Result<Config, ConfigErrors> {
     for arg in &args.sensitivities {
         match parse_class_value(arg) {
             Ok((class, value)) => match value.parse::<u8>() {
-                Ok(v) if v <= 100 => config.detectors.class_mut(class).sensitivity = Some(v),
+                Ok(v) if v <= 100 => config.detectors.class_mut(class).sensitivity = Some(v.into()),
                 _ => errors.push(flag_error("--sensitivity", arg, "expected CLASS=0..100")),
             },
             Err(e) => errors.push(flag_error("--sensitivity", arg, &e.to_string())),

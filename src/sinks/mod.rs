@@ -252,7 +252,7 @@ pub fn spawn_from_config(config: &crate::config::Config) -> Result<Vec<SinkHandl
         })
     };
     let s = &config.sinks;
-    if let Some(j) = &s.jsonl {
+    for j in &s.jsonl {
         let target = if j.path == "-" {
             jsonl::JsonlTarget::Stdout
         } else {
