@@ -966,6 +966,115 @@ keep_alive_s = 1
         assert_eq!(errors.len(), 5, "{errors:#?}");
     }
 
+    /// A file that sets every key (values as in the default file).
+    const FULL: &str = r#"
+device_id = "cam-1"
+model = "m.onnx"
+[input]
+source = "stdin:s16le@48000/2"
+realtime = true
+ring_ms = 500
+[detectors.glass_break]
+enabled = true
+sensitivity = 60
+threshold = 0.4
+min_duration_s = 0.0
+hold_s = 1.0
+cooldown_s = 2.0
+min_dbfs = -70.0
+above_background_db = 6.0
+[detectors.speech]
+enabled = true
+[level]
+calibration_offset_db = 120.0
+spl_summary_s = 10.0
+loud_noise_dbfs = -20.0
+loud_noise_min_s = 0.3
+adaptive_loud_noise = true
+adaptive_margin_db = 12.0
+input_loss_after_s = 5.0
+[health]
+interval_s = 60.0
+[log]
+format = "json"
+level = "info"
+[sinks]
+flush_timeout_s = 5.0
+[[sinks.jsonl]]
+path = "-"
+queue = 10
+[sinks.mqtt]
+host = "b"
+port = 8883
+client_id = "x"
+topic_prefix = "e"
+username = "u"
+password = "p"
+tls = true
+ca_file = "ca.pem"
+keep_alive_s = 30
+backlog = 5
+queue = 5
+reconnect_min_s = 0.5
+reconnect_max_s = 30.0
+[[sinks.webhook]]
+url = "https://h/x"
+timeout_s = 5.0
+retries = 3
+backoff_s = 1.0
+bearer_token = "t"
+queue = 3
+"#;
+
+    #[test]
+    fn a_file_setting_every_key_is_valid() {
+        let c = Config::from_toml(FULL).unwrap();
+        assert_eq!(c.sinks.mqtt.as_ref().unwrap().backlog, 5);
+        assert_eq!(c.sinks.webhook.len(), 1);
+        assert_eq!(c.detector_config().class(EarshotClass::GlassBreak).sensitivity, 60);
+    }
+
+    #[test]
+    fn arbitrary_edits_never_panic_and_every_error_names_something() {
+        // A cheap deterministic fuzz (cargo-fuzz has the open-ended one: fuzz/fuzz_targets/
+        // config.rs): random bytes, and random edits of a file that sets every key.
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let alphabet = b"\"'[]{}=.,-+0123456789eE_ \nabcxyz#\\";
+        for case in 0..5_000 {
+            let text: Vec<u8> = if case % 4 == 0 {
+                (0..next() % 300).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect()
+            } else {
+                let mut v = FULL.as_bytes().to_vec();
+                for _ in 0..1 + next() % 6 {
+                    let i = (next() as usize) % v.len();
+                    let b = alphabet[(next() % alphabet.len() as u64) as usize];
+                    match next() % 3 {
+                        0 => v[i] = b,
+                        1 => v.insert(i, b),
+                        _ => {
+                            v.remove(i);
+                        }
+                    }
+                }
+                v
+            };
+            let text = String::from_utf8_lossy(&text);
+            if let Err(errors) = Config::from_toml(&text) {
+                assert!(!errors.is_empty());
+                for e in errors {
+                    assert!(!e.expected.is_empty(), "{e:?}");
+                }
+            }
+            let _ = crate::source::InputSpec::parse(&text[..text.len().min(40)]);
+        }
+    }
+
     #[test]
     fn syntax_error_is_one_error() {
         let e = Config::from_toml("[input\nsource = 1").unwrap_err();
