@@ -86,7 +86,15 @@ fn convert(clip: &Path, dir: &Path) -> (PathBuf, Vec<u8>) {
     ];
     tool("sox", &args);
     let raw = dir.join("clip.raw");
-    tool("sox", &[wav.as_os_str(), "-t".as_ref(), "raw".as_ref(), raw.as_os_str()]);
+    tool(
+        "sox",
+        &[
+            wav.as_os_str(),
+            "-t".as_ref(),
+            "raw".as_ref(),
+            raw.as_os_str(),
+        ],
+    );
     let bytes = std::fs::read(&raw).unwrap();
     assert!(!bytes.is_empty() && bytes.len() % 2 == 0);
     (wav, bytes)
@@ -174,7 +182,13 @@ fn run_through_alsa(dir: &Path, raw: Vec<u8>) -> RunOutput {
         std::thread::spawn(move || feed(fifo, raw, clip_done, stop_feed))
     };
     let mut child = Command::new(env!("CARGO_BIN_EXE_earshot"))
-        .args(["run", "--input", "alsa:earshot_test", "--log-format", "json"])
+        .args([
+            "run",
+            "--input",
+            "alsa:earshot_test",
+            "--log-format",
+            "json",
+        ])
         .arg("--config")
         .arg(&config)
         .arg("--jsonl")
@@ -256,7 +270,10 @@ fn run_through_alsa(dir: &Path, raw: Vec<u8>) -> RunOutput {
             )
         })
         .collect();
-    let health = lines.last().cloned().expect("at least the final health event");
+    let health = lines
+        .last()
+        .cloned()
+        .expect("at least the final health event");
     let negotiated = stderr
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -304,7 +321,11 @@ fn same_detections_as_analyze(clip: &str, expect_class: &str) {
     let run = run_through_alsa(dir.path(), raw);
     let n = &run.negotiated;
     assert_eq!(
-        (n["format"].as_str(), n["channels"].as_u64(), n["rate_hz"].as_u64()),
+        (
+            n["format"].as_str(),
+            n["channels"].as_u64(),
+            n["rate_hz"].as_u64()
+        ),
         (Some("S16_LE"), Some(1), Some(RATE_HZ as u64)),
         "negotiated: {n}"
     );
@@ -341,7 +362,10 @@ fn same_detections_as_analyze(clip: &str, expect_class: &str) {
         );
     }
 
-    assert_eq!(h["event"], "health", "the last event is the final health report: {h}");
+    assert_eq!(
+        h["event"], "health",
+        "the last event is the final health report: {h}"
+    );
     assert_eq!(h["input"], "alsa:earshot_test");
     assert_eq!(h["sample_rate_hz"].as_u64(), Some(RATE_HZ as u64));
     // Paced at real time into a 10 s ring: nothing may be dropped, and the null PCM has no
@@ -367,7 +391,10 @@ fn glass_clip_through_an_alsa_pcm_gives_the_same_detections_as_analyze() {
 
 #[test]
 fn gunshot_clip_through_an_alsa_pcm_gives_the_same_detections_as_analyze() {
-    same_detections_as_analyze("gunshot_explosion/deb-hedgewars__shotgunfire.wav", "gunshot");
+    same_detections_as_analyze(
+        "gunshot_explosion/deb-hedgewars__shotgunfire.wav",
+        "gunshot",
+    );
 }
 
 #[test]
