@@ -71,8 +71,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rumqttc::{
-    Client, Connection, Event as MqttEvent, Incoming, LastWill, MqttOptions,
-    MqttState, Outgoing, QoS, TlsConfiguration, Transport,
+    Client, Connection, Event as MqttEvent, Incoming, LastWill, MqttOptions, MqttState, Outgoing,
+    QoS, TlsConfiguration, Transport,
 };
 
 use super::{Sink, SinkError, SinkState, SinkStats};
@@ -738,12 +738,7 @@ impl Sink for MqttSink {
         // the last will, hence the explicit publish).
         if g.connected {
             if client
-                .try_publish(
-                    self.topics.status(),
-                    QoS::AtLeastOnce,
-                    true,
-                    STATUS_OFFLINE,
-                )
+                .try_publish(self.topics.status(), QoS::AtLeastOnce, true, STATUS_OFFLINE)
                 .is_ok()
             {
                 g.submitted.push_back(Tag::Offline);
@@ -865,7 +860,10 @@ mod tests {
         let ack = |p| MqttEvent::Incoming(Incoming::PubAck(rumqttc::PubAck::new(p)));
         inner.on_event(&ack(7), &stats);
         inner.on_event(&ack(8), &stats);
-        assert_eq!(stats.delivered.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            stats.delivered.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         // The connection drops before the state publish of event 1 is acknowledged.
         inner.on_disconnect();
         assert!(inner.inflight.is_empty() && inner.submitted.is_empty());
@@ -873,7 +871,10 @@ mod tests {
         assert!(e.event_acked && !e.state_sent && !e.state_acked);
         // A stale ack with an old packet id after the reconnection counts nothing.
         inner.on_event(&ack(9), &stats);
-        assert_eq!(stats.delivered.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            stats.delivered.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         assert_eq!(inner.backlog.len(), 1);
     }
 }
