@@ -357,9 +357,8 @@ impl Inner {
             MqttEvent::Incoming(Incoming::PubAck(ack)) => match self.inflight.remove(&ack.pkid) {
                 Some(Tag::Offline) => self.offline_acked = true,
                 Some(tag) => {
-                    if self.backlog.ack(tag) {
-                        SinkStats::add(&stats.delivered, 1);
-                    }
+                    let completed = self.backlog.ack(tag);
+                    SinkStats::add(&stats.delivered, u64::from(completed));
                 }
                 None => {}
             },
