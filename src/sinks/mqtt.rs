@@ -714,15 +714,18 @@ impl Sink for MqttSink {
         };
         let shared = Arc::clone(&self.shared);
         let mut g = shared.lock();
-        // Deliver what is held.
+        // Deliver what is held, keeping a moment before the deadline to say goodbye and log.
+        let flush_until = deadline
+            .checked_sub(Duration::from_millis(50))
+            .unwrap_or(deadline);
         while g.backlog.len() > 0 {
             let now = Instant::now();
-            if now >= deadline {
+            if now >= flush_until {
                 break;
             }
             g = shared
                 .changed
-                .wait_timeout(g, deadline - now)
+                .wait_timeout(g, flush_until - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
