@@ -368,6 +368,17 @@ pub fn run(
         h
     };
     for s in &health.sinks {
+        // The last health event was sent before the sinks flushed; these are the final counts.
+        tracing::info!(
+            sink = %s.name,
+            state = s.state,
+            delivered = s.delivered,
+            dropped_queue_full = s.dropped_queue_full,
+            dropped_backlog_full = s.dropped_backlog_full,
+            failed = s.failed,
+            pending = s.pending,
+            "sink closed"
+        );
         if sinks_not_flushed.contains(&s.name) || s.pending > 0 {
             tracing::warn!(
                 sink = %s.name,
