@@ -1031,7 +1031,12 @@ queue = 3
         let c = Config::from_toml(FULL).unwrap();
         assert_eq!(c.sinks.mqtt.as_ref().unwrap().backlog, 5);
         assert_eq!(c.sinks.webhook.len(), 1);
-        assert_eq!(c.detector_config().class(EarshotClass::GlassBreak).sensitivity, 60);
+        assert_eq!(
+            c.detector_config()
+                .class(EarshotClass::GlassBreak)
+                .sensitivity,
+            60
+        );
     }
 
     #[test]
@@ -1048,7 +1053,9 @@ queue = 3
         let alphabet = b"\"'[]{}=.,-+0123456789eE_ \nabcxyz#\\";
         for case in 0..5_000 {
             let text: Vec<u8> = if case % 4 == 0 {
-                (0..next() % 300).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect()
+                (0..next() % 300)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect()
             } else {
                 let mut v = FULL.as_bytes().to_vec();
                 for _ in 0..1 + next() % 6 {
