@@ -65,52 +65,40 @@ pub enum EventBody {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum DetectionEvent {
     /// Stateful: the class became active.
-    DetectionStart {
-        /// The class.
-        class: EarshotClass,
-        /// First sample of the evidence that started it, at the input's rate.
-        start_sample: u64,
-        /// `start_sample` in seconds.
-        start_s: f64,
-        /// When the start was known (end of the patch that completed it), seconds.
-        emitted_s: f64,
-        /// Highest evidence so far.
-        score: f32,
-        /// Highest LAFmax so far, dBFS.
-        lafmax_dbfs: f64,
-        /// `lafmax_dbfs` in dB SPL, when calibrated.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        lafmax_db_spl: Option<f64>,
-    },
-    /// Stateless: one detection, sent together with the start (for rules that want a pulse).
-    Detection {
-        /// The class.
-        class: EarshotClass,
-        /// As in the start.
-        start_sample: u64,
-        /// As in the start.
-        start_s: f64,
-        /// As in the start.
-        emitted_s: f64,
-        /// As in the start.
-        score: f32,
-        /// As in the start.
-        lafmax_dbfs: f64,
-        /// As in the start.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        lafmax_db_spl: Option<f64>,
-    },
+    DetectionStart(DetectionOnset),
+    /// Stateless: one detection, sent together with the start (for rules that want a pulse);
+    /// the same fields as the start.
+    Detection(DetectionOnset),
     /// Stateful: the class became inactive. The body is the finished [`Detection`], the same
     /// object `analyze` lists under `detections`.
     DetectionStop(Detection),
+}
+
+/// The body of a detection start and of its stateless pulse.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DetectionOnset {
+    /// The class.
+    pub class: EarshotClass,
+    /// First sample of the evidence that started it, at the input's rate.
+    pub start_sample: u64,
+    /// `start_sample` in seconds.
+    pub start_s: f64,
+    /// When the start was known (end of the patch that completed it), seconds.
+    pub emitted_s: f64,
+    /// Highest evidence so far.
+    pub score: f32,
+    /// Highest LAFmax so far, dBFS.
+    pub lafmax_dbfs: f64,
+    /// `lafmax_dbfs` in dB SPL, when calibrated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lafmax_db_spl: Option<f64>,
 }
 
 impl DetectionEvent {
     /// The class the event is about.
     pub fn class(&self) -> EarshotClass {
         match self {
-            DetectionEvent::DetectionStart { class, .. }
-            | DetectionEvent::Detection { class, .. } => *class,
+            DetectionEvent::DetectionStart(o) | DetectionEvent::Detection(o) => o.class,
             DetectionEvent::DetectionStop(d) => d.class,
         }
     }
@@ -131,30 +119,29 @@ impl DetectionEvent {
                 emitted_s,
                 score,
                 lafmax_dbfs,
-            } => Some(DetectionEvent::DetectionStart {
-                class,
-                start_sample: sample(time_s),
-                start_s: time_s,
-                emitted_s,
-                score,
-                lafmax_dbfs,
-                lafmax_db_spl: spl(lafmax_dbfs),
-            }),
-            DetectorEvent::Pulse {
+            }
+            | DetectorEvent::Pulse {
                 class,
                 time_s,
                 emitted_s,
                 score,
                 lafmax_dbfs,
-            } => Some(DetectionEvent::Detection {
-                class,
-                start_sample: sample(time_s),
-                start_s: time_s,
-                emitted_s,
-                score,
-                lafmax_dbfs,
-                lafmax_db_spl: spl(lafmax_dbfs),
-            }),
+            } => {
+                let onset = DetectionOnset {
+                    class,
+                    start_sample: sample(time_s),
+                    start_s: time_s,
+                    emitted_s,
+                    score,
+                    lafmax_dbfs,
+                    lafmax_db_spl: spl(lafmax_dbfs),
+                };
+                Some(if matches!(e, DetectorEvent::Start { .. }) {
+                    DetectionEvent::DetectionStart(onset)
+                } else {
+                    DetectionEvent::Detection(onset)
+                })
+            }
             DetectorEvent::Stop { .. } => None,
         }
     }
@@ -273,8 +260,8 @@ impl Event {
     /// The value of the `"event"` tag (`detection_start`, `loud_noise_stop`, `health` …).
     pub fn kind(&self) -> &'static str {
         match &self.body {
-            EventBody::Detection(DetectionEvent::DetectionStart { .. }) => "detection_start",
-            EventBody::Detection(DetectionEvent::Detection { .. }) => "detection",
+            EventBody::Detection(DetectionEvent::DetectionStart(_)) => "detection_start",
+            EventBody::Detection(DetectionEvent::Detection(_)) => "detection",
             EventBody::Detection(DetectionEvent::DetectionStop(_)) => "detection_stop",
             EventBody::Level(l) => match l {
                 LevelEvent::LoudNoiseStart { .. } => "loud_noise_start",
@@ -331,7 +318,7 @@ impl EventStamper {
     /// clock.
     pub fn stamp(&mut self, body: EventBody, stream_time_s: f64) -> Event {
         let active = match &body {
-            EventBody::Detection(DetectionEvent::DetectionStart { .. }) => Some(true),
+            EventBody::Detection(DetectionEvent::DetectionStart(_)) => Some(true),
             EventBody::Detection(DetectionEvent::DetectionStop(_)) => Some(false),
             EventBody::Level(LevelEvent::LoudNoiseStart { .. })
             | EventBody::Level(LevelEvent::AudioInputLost { .. }) => Some(true),
@@ -366,7 +353,7 @@ mod tests {
         );
         let mut s = EventStamper::new("cam-1".into(), clock);
         let e = s.stamp(
-            EventBody::Detection(DetectionEvent::DetectionStart {
+            EventBody::Detection(DetectionEvent::DetectionStart(DetectionOnset {
                 class: EarshotClass::GlassBreak,
                 start_sample: 16_000,
                 start_s: 1.0,
@@ -374,7 +361,7 @@ mod tests {
                 score: 0.9,
                 lafmax_dbfs: -20.0,
                 lafmax_db_spl: None,
-            }),
+            })),
             1.5,
         );
         let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();

@@ -75,21 +75,23 @@ struct Emitter<'a> {
     stamper: Option<EventStamper>,
     device_id: String,
     rate_hz: u32,
+    calibration_offset_db: Option<f64>,
+    counters: Arc<CaptureCounters>,
     sinks: &'a [SinkHandle],
     count: u64,
 }
 
 impl Emitter<'_> {
-    fn stamper(&mut self, counters: &CaptureCounters) -> &mut EventStamper {
-        let (device_id, rate) = (&self.device_id, self.rate_hz);
+    fn stamper(&mut self) -> &mut EventStamper {
+        let (device_id, rate, counters) = (&self.device_id, self.rate_hz, &self.counters);
         self.stamper.get_or_insert_with(|| {
             let start = counters.first_frame_time().unwrap_or_else(SystemTime::now);
             EventStamper::new(device_id.clone(), AudioClock::new(start, rate))
         })
     }
 
-    fn emit(&mut self, counters: &CaptureCounters, body: EventBody, stream_time_s: f64) {
-        let event = self.stamper(counters).stamp(body, stream_time_s);
+    fn emit(&mut self, body: EventBody, stream_time_s: f64) {
+        let event = self.stamper().stamp(body, stream_time_s);
         log_event(&event);
         let event = Arc::new(event);
         for s in self.sinks {
@@ -99,19 +101,38 @@ impl Emitter<'_> {
     }
 }
 
+impl Emitter<'_> {
+    /// Emits what the detector bank reported; `now_s` is the audio time it was known.
+    fn bank_event(&mut self, be: BankEvent<'_>, now_s: f64) {
+        match be {
+            BankEvent::Raw(raw) => {
+                let onset =
+                    DetectionEvent::from_detector(raw, self.rate_hz, self.calibration_offset_db);
+                if let Some(d) = onset {
+                    let t = match &d {
+                        DetectionEvent::DetectionStart(o) | DetectionEvent::Detection(o) => {
+                            o.emitted_s
+                        }
+                        DetectionEvent::DetectionStop(_) => now_s,
+                    };
+                    self.emit(EventBody::Detection(d), t);
+                }
+            }
+            BankEvent::Finished(d) => self.emit(
+                EventBody::Detection(DetectionEvent::DetectionStop(d.clone())),
+                now_s.max(d.end_s),
+            ),
+        }
+    }
+}
+
 fn log_event(e: &Event) {
     match &e.body {
-        EventBody::Detection(DetectionEvent::DetectionStart {
-            class,
-            start_s,
-            score,
-            lafmax_dbfs,
-            ..
-        }) => tracing::info!(
-            class = class.name(),
-            start_s = format_args!("{start_s:.2}"),
-            score = format_args!("{score:.2}"),
-            lafmax_dbfs = format_args!("{lafmax_dbfs:.1}"),
+        EventBody::Detection(DetectionEvent::DetectionStart(o)) => tracing::info!(
+            class = o.class.name(),
+            start_s = format_args!("{:.2}", o.start_s),
+            score = format_args!("{:.2}", o.score),
+            lafmax_dbfs = format_args!("{:.1}", o.lafmax_dbfs),
             "detection started"
         ),
         EventBody::Detection(DetectionEvent::DetectionStop(d)) => tracing::info!(
@@ -206,6 +227,8 @@ pub fn run(
         stamper: None,
         device_id: config.device_id.clone(),
         rate_hz: rate,
+        calibration_offset_db: detector_config.calibration_offset_db,
+        counters: Arc::clone(&counters),
         sinks: &sinks,
         count: 0,
     };
@@ -221,7 +244,7 @@ pub fn run(
     let mut samples: u64 = 0;
     let mut pipeline_error = None;
 
-    let health = |emitter: &Emitter<'_>, samples: u64, underruns: u64, ring_fill: usize| Health {
+    let health = |sinks: &[SinkHandle], samples: u64, underruns: u64, ring_fill: usize| Health {
         event: HealthTag::Health,
         input: info.description.clone(),
         sample_rate_hz: rate,
@@ -233,7 +256,7 @@ pub fn run(
         underruns,
         xruns: counters.xruns.load(Ordering::Relaxed),
         backlog_s: ring_fill as f64 / rate as f64,
-        sinks: emitter.sinks.iter().map(SinkHandle::health).collect(),
+        sinks: sinks.iter().map(SinkHandle::health).collect(),
     };
 
     loop {
@@ -268,19 +291,12 @@ pub fn run(
             let block = &buf[..n];
             level.push(block, &mut |e| {
                 let t = level_event_time(&e);
-                emitter.emit(&counters, EventBody::Level(e), t);
+                emitter.emit(EventBody::Level(e), t);
             });
             let r = analyzer.push(classifier, block, &mut |p| {
                 let patch_end = p.end_s;
                 bank.push(&p, p.background_dbfs, &mut done, &mut |be| {
-                    emit_bank_event(
-                        &mut emitter,
-                        &counters,
-                        be,
-                        rate,
-                        &detector_config,
-                        patch_end,
-                    )
+                    emitter.bank_event(be, patch_end)
                 });
             });
             if let Err(e) = r {
@@ -293,10 +309,10 @@ pub fn run(
         }
         if Instant::now() >= next_health {
             next_health += health_every;
-            let h = health(&emitter, samples, underruns, ring.occupied_len());
+            let h = health(emitter.sinks, samples, underruns, ring.occupied_len());
             log_health(&h);
             let t = samples as f64 / rate as f64;
-            emitter.emit(&counters, EventBody::Health(h), t);
+            emitter.emit(EventBody::Health(h), t);
         }
     }
 
@@ -306,14 +322,7 @@ pub fn run(
         let r = analyzer.finish(classifier, &mut |p| {
             let patch_end = p.end_s;
             bank.push(&p, p.background_dbfs, &mut done, &mut |be| {
-                emit_bank_event(
-                    &mut emitter,
-                    &counters,
-                    be,
-                    rate,
-                    &detector_config,
-                    patch_end,
-                )
+                emitter.bank_event(be, patch_end)
             });
         });
         if let Err(e) = r {
@@ -321,21 +330,14 @@ pub fn run(
         }
     }
     bank.finish(duration_s, &mut done, &mut |be| {
-        emit_bank_event(
-            &mut emitter,
-            &counters,
-            be,
-            rate,
-            &detector_config,
-            duration_s,
-        )
+        emitter.bank_event(be, duration_s)
     });
     level.finish(&mut |e| {
-        emitter.emit(&counters, EventBody::Level(e), duration_s);
+        emitter.emit(EventBody::Level(e), duration_s);
     });
-    let last = health(&emitter, samples, underruns, 0);
+    let last = health(emitter.sinks, samples, underruns, 0);
     log_health(&last);
-    emitter.emit(&counters, EventBody::Health(last), duration_s);
+    emitter.emit(EventBody::Health(last), duration_s);
     let events = emitter.count;
 
     let source_result = if capture.is_finished() {
@@ -352,18 +354,7 @@ pub fn run(
         }
     }
     let health = {
-        let mut h = health(
-            &Emitter {
-                stamper: None,
-                device_id: String::new(),
-                rate_hz: rate,
-                sinks: &sinks,
-                count: 0,
-            },
-            samples,
-            underruns,
-            0,
-        );
+        let mut h = health(&sinks, samples, underruns, 0);
         h.uptime_s = started.elapsed().as_secs_f64();
         h
     };
@@ -398,35 +389,6 @@ pub fn run(
         health,
         sinks_not_flushed,
     })
-}
-
-fn emit_bank_event(
-    emitter: &mut Emitter<'_>,
-    counters: &CaptureCounters,
-    be: BankEvent<'_>,
-    rate: u32,
-    detectors: &crate::detectors::DetectorConfig,
-    now_s: f64,
-) {
-    match be {
-        BankEvent::Raw(raw) => {
-            if let Some(d) =
-                DetectionEvent::from_detector(raw, rate, detectors.calibration_offset_db)
-            {
-                let t = match &d {
-                    DetectionEvent::DetectionStart { emitted_s, .. }
-                    | DetectionEvent::Detection { emitted_s, .. } => *emitted_s,
-                    DetectionEvent::DetectionStop(_) => now_s,
-                };
-                emitter.emit(counters, EventBody::Detection(d), t);
-            }
-        }
-        BankEvent::Finished(d) => emitter.emit(
-            counters,
-            EventBody::Detection(DetectionEvent::DetectionStop(d.clone())),
-            now_s.max(d.end_s),
-        ),
-    }
 }
 
 /// When a level event was decided, on the audio clock.

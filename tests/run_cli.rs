@@ -43,10 +43,11 @@ fn json_lines(text: &str) -> Vec<Value> {
 /// (class, start_s, end_s, peak_score) of the alarm classes' finished detections.
 type Span = (String, f64, f64, f64);
 
-fn run_detections(events: &[Value]) -> Vec<Span> {
-    let mut v: Vec<Span> = events
-        .iter()
-        .filter(|e| e["event"] == "detection_stop" && e["class"] != "speech")
+/// The alarm-class detections among `detections` (analyze's list, or run's stop events),
+/// by start time.
+fn spans<'a>(detections: impl Iterator<Item = &'a Value>) -> Vec<Span> {
+    let mut v: Vec<Span> = detections
+        .filter(|e| e["class"] != "speech")
         .map(|e| {
             (
                 e["class"].as_str().unwrap().to_owned(),
@@ -58,6 +59,10 @@ fn run_detections(events: &[Value]) -> Vec<Span> {
         .collect();
     v.sort_by(|a, b| a.1.total_cmp(&b.1));
     v
+}
+
+fn run_detections(events: &[Value]) -> Vec<Span> {
+    spans(events.iter().filter(|e| e["event"] == "detection_stop"))
 }
 
 fn analyze_detections(path: &Path) -> Vec<Span> {
@@ -72,22 +77,7 @@ fn analyze_detections(path: &Path) -> Vec<Span> {
         String::from_utf8_lossy(&out.stderr)
     );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut v: Vec<Span> = r["detections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["class"] != "speech")
-        .map(|e| {
-            (
-                e["class"].as_str().unwrap().to_owned(),
-                e["start_s"].as_f64().unwrap(),
-                e["end_s"].as_f64().unwrap(),
-                e["peak_score"].as_f64().unwrap(),
-            )
-        })
-        .collect();
-    v.sort_by(|a, b| a.1.total_cmp(&b.1));
-    v
+    spans(r["detections"].as_array().unwrap().iter())
 }
 
 fn last_health(events: &[Value]) -> &Value {
