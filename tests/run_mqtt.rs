@@ -50,12 +50,7 @@ struct Broker {
 impl Broker {
     /// Starts mosquitto; `persistent` keeps sessions (and queued messages) across a stop/start.
     fn start(dir: &Path, persistent: bool) -> Broker {
-        assert!(
-            Path::new(MOSQUITTO).is_file(),
-            "{MOSQUITTO} not found: install the Debian package mosquitto; .ci/run does"
-        );
         let port = free_port();
-        let conf = dir.join("mosquitto.conf");
         let mut text = format!("listener {port} 127.0.0.1\nallow_anonymous true\n");
         if persistent {
             text.push_str(&format!(
@@ -65,7 +60,16 @@ impl Broker {
         } else {
             text.push_str("persistence false\n");
         }
-        std::fs::write(&conf, text).expect("write mosquitto.conf");
+        Broker::start_with(dir, port, &text)
+    }
+
+    /// Starts mosquitto with the configuration `text`; `port` is the one to wait for.
+    fn start_with(dir: &Path, port: u16, text: &str) -> Broker {
+        assert!(
+            Path::new(MOSQUITTO).is_file(),
+            "{MOSQUITTO} not found: install the Debian package mosquitto; .ci/run does"
+        );
+        std::fs::write(dir.join("mosquitto.conf"), text).expect("write mosquitto.conf");
         let mut b = Broker {
             port,
             dir: dir.to_owned(),
@@ -590,4 +594,159 @@ fn latency_from_event_time_to_subscriber() {
         lat_ms.iter().all(|&ms| ms > -50.0 && ms < 5000.0),
         "latency out of sanity bounds: {lat_ms:?}"
     );
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA and a server certificate for 127.0.0.1 / localhost, signed by it, in `dir`.
+fn make_certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=earshot test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+/// TLS with a private CA and a broker that wants a user name and password: events arrive with
+/// the right password; with a wrong one the broker refuses, nothing is delivered, the run still
+/// ends cleanly, and the password appears in no log line.
+#[test]
+fn tls_with_a_private_ca_and_a_password() {
+    let clip = glass_clip();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_certificates(dir);
+    let st = Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(dir.join("passwd"))
+        .args(["earshot", "s3cret-pass"])
+        .status()
+        .expect("mosquitto_passwd (Debian package mosquitto)");
+    assert!(st.success());
+    let (plain, tls) = (free_port(), free_port());
+    let d = dir.display();
+    // A plain anonymous listener for the test's subscriber, a TLS one with passwords for earshot.
+    let conf = format!(
+        "per_listener_settings true\npersistence false\nuser root\n\
+         listener {plain} 127.0.0.1\nallow_anonymous true\n\
+         listener {tls} 127.0.0.1\nallow_anonymous false\npassword_file {d}/passwd\n\
+         cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n"
+    );
+    let _broker = Broker::start_with(dir, tls, &conf);
+    let sub = Subscriber::start(plain, "tls-test-sub", "earshot/#", false);
+
+    for (password, should_deliver) in [("s3cret-pass", true), ("wrong-pass-123", false)] {
+        let cfg = dir.join(format!("earshot-{should_deliver}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[sinks]\nflush_timeout_s = 2\n[sinks.mqtt]\ntls = true\nca_file = \"{d}/ca.crt\"\n\
+                 username = \"earshot\"\npassword = \"{password}\"\nreconnect_max_s = 1\n"
+            ),
+        )
+        .unwrap();
+        let jsonl = dir.join(format!("events-{should_deliver}.jsonl"));
+        let before = sub.msgs().len();
+        let mut child = earshot(&clip, tls, &jsonl, Some(&cfg), false);
+        let stderr = child.stderr.take().unwrap();
+        let log = std::io::read_to_string(stderr).unwrap_or_default();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{log}");
+        assert!(
+            !log.contains(password),
+            "the password is in the log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let got: Vec<Msg> = sub.msgs()[before..].to_vec();
+        let starts = got
+            .iter()
+            .filter(|m| m.topic == format!("earshot/{DEVICE}/events/glass_break"))
+            .filter(|m| m.payload.contains("\"detection_start\""))
+            .count();
+        let logs: Vec<Value> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let closed = mqtt_closed(&logs);
+        if should_deliver {
+            assert_eq!(starts, 1, "over TLS: {got:?}\n{log}");
+            assert_eq!(
+                u(&closed["delivered"]),
+                read_jsonl(&jsonl).len() as u64,
+                "{closed}"
+            );
+        } else {
+            assert_eq!(starts, 0, "a refused client must not publish: {got:?}");
+            assert_eq!(u(&closed["delivered"]), 0, "{closed}");
+            assert!(
+                log.to_lowercase().contains("authoriz"),
+                "the refusal is logged: {log}"
+            );
+        }
+    }
 }
