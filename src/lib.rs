@@ -24,6 +24,7 @@
 //! | [`output`] | table, JSON lines and CSV writers |
 //! | [`plot`] | one picture per file: level, class evidence and detections over time (SVG, PNG) |
 //! | [`config`] | the TOML configuration of `earshot run`: one typed struct, validated once |
+//! | [`settings`] | the device settings (ACAP app parameters), declared once, laid over the TOML configuration |
 //! | [`source`] | audio sources (file, stdin, ALSA) and the capture end of the SPSC ring |
 //! | [`events`] | the event envelope every sink receives, and its JSON schema |
 //! | [`sinks`] | JSON lines, MQTT, webhook, each behind a bounded queue on its own thread |
@@ -48,5 +49,6 @@ pub mod output;
 pub mod pipeline;
 pub mod plot;
 pub mod run;
+pub mod settings;
 pub mod sinks;
 pub mod source;

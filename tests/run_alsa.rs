@@ -15,6 +15,7 @@
 //! The clip is converted once with sox to a 48 kHz S16 mono WAV with 2 s of silence after it
 //! (so detections close before the file ends), and the raw frames written into the FIFO are
 //! that WAV's data: both paths see the same samples.
+#![cfg(feature = "alsa")]
 
 mod common;
 

@@ -18,8 +18,9 @@
 //! |---|---|
 //! | [`file`] | `wav:PATH`: any file `analyze` reads, optionally paced at real time |
 //! | [`stdin`] | `stdin:FORMAT@RATE[/CHANNELS]`: raw `s16le` or `f32le` PCM on standard input |
-//! | [`alsa`] | `alsa:DEVICE`: an ALSA capture PCM (libasound) |
+//! | `alsa` | `alsa:DEVICE`: an ALSA capture PCM (libasound) |
 
+#[cfg(feature = "alsa")]
 pub mod alsa;
 pub mod file;
 pub mod stdin;
@@ -198,7 +199,15 @@ pub fn open(spec: &str, realtime: bool) -> Result<Box<dyn Source>, SourceError> 
         } => Ok(Box::new(stdin::StdinSource::new(
             spec, format, rate_hz, channels,
         ))),
+        #[cfg(feature = "alsa")]
         InputSpec::Alsa(device) => Ok(Box::new(alsa::AlsaSource::open(spec, &device)?)),
+        #[cfg(not(feature = "alsa"))]
+        InputSpec::Alsa(_) => Err(SourceError::Unsupported {
+            spec: spec.to_owned(),
+            why: "this build has no ALSA support (built without the `alsa` feature, as the ACAP \
+                  package is); use pipewire:NODE on a device, or a build with `--features alsa`"
+                .to_owned(),
+        }),
         InputSpec::PipeWire(_) => Err(SourceError::Unsupported {
             spec: spec.to_owned(),
             why: "PipeWire capture is not in this build yet (it comes with the sdk-bindings \
