@@ -104,49 +104,182 @@ use WhenEmpty::{Invalid, Unset, UnsetTable};
 
 /// Every device setting, in the order the device UI lists them.
 pub const DEVICE_SETTINGS: &[DeviceSetting] = &[
-    setting("DeviceId", "device_id", Text, "", Unset,
-        "Name of this device in events and MQTT topics; empty: the host name"),
-    setting("GlassBreakEnabled", "detectors.glass_break.enabled", Bool, "yes", Invalid,
-        "Detect glass breaking"),
-    setting("GlassBreakSensitivity", "detectors.glass_break.sensitivity", SENSITIVITY, "50",
-        Invalid, "Glass break sensitivity, 0 to 100 (50: tuned default)"),
-    setting("AggressionEnabled", "detectors.aggression.enabled", Bool, "yes", Invalid,
-        "Detect aggression (screaming, shouting, angry raised voices)"),
-    setting("AggressionSensitivity", "detectors.aggression.sensitivity", SENSITIVITY, "50",
-        Invalid, "Aggression sensitivity, 0 to 100 (50: tuned default)"),
-    setting("GunshotEnabled", "detectors.gunshot.enabled", Bool, "yes", Invalid,
-        "Detect gunshots and explosions"),
-    setting("GunshotSensitivity", "detectors.gunshot.sensitivity", SENSITIVITY, "50", Invalid,
-        "Gunshot sensitivity, 0 to 100 (50: tuned default)"),
-    setting("SpeechEnabled", "detectors.speech.enabled", Bool, "no", Invalid,
-        "Report speech (context, not an alarm)"),
-    setting("SpeechSensitivity", "detectors.speech.sensitivity", SENSITIVITY, "50", Invalid,
-        "Speech sensitivity, 0 to 100"),
-    setting("CalibrationOffsetDb", "level.calibration_offset_db", Decimal, "", Unset,
-        "dB SPL = dBFS + this offset (94 minus a 94 dB calibrator's reading); empty: uncalibrated"),
-    setting("SplSummaryIntervalS", "level.spl_summary_s", Decimal, "10", Invalid,
-        "Seconds between SPL summaries; 0: off"),
-    setting("LoudNoiseDbfs", "level.loud_noise_dbfs", Decimal, "", Unset,
-        "Absolute loud noise: LAF at or above this many dBFS; empty: off"),
-    setting("LoudNoiseMinS", "level.loud_noise_min_s", Decimal, "0.3", Invalid,
-        "Seconds LAF must stay above the loud noise level"),
-    setting("AdaptiveLoudNoise", "level.adaptive_loud_noise", Bool, "yes", Invalid,
-        "Loud noise relative to the learned background"),
-    setting("AdaptiveMarginDb", "level.adaptive_margin_db", Decimal, "12", Invalid,
-        "Adaptive loud noise: dB above the learned background"),
-    setting("InputLossAfterS", "level.input_loss_after_s", Decimal, "5", Invalid,
-        "Seconds of silent, stuck or clipped input before audio_input_lost; 0: off"),
-    setting("MqttHost", "sinks.mqtt.host", Text, "", UnsetTable,
-        "MQTT broker host name or address; empty: no MQTT"),
-    setting("MqttPort", "sinks.mqtt.port", ParamKind::Int { min: 1, max: 65535 }, "1883",
-        Invalid, "MQTT broker port (1883 plain, 8883 TLS)"),
-    setting("MqttTls", "sinks.mqtt.tls", Bool, "no", Invalid, "Connect to the broker with TLS"),
-    setting("MqttTopicPrefix", "sinks.mqtt.topic_prefix", Text, "earshot", Invalid,
-        "First MQTT topic level: topics are <prefix>/<device id>/..."),
-    setting("MqttUsername", "sinks.mqtt.username", Text, "", Unset,
-        "MQTT user name; empty: none"),
-    setting("MqttPassword", "sinks.mqtt.password", Secret, "", Unset,
-        "MQTT password; empty: none"),
+    setting(
+        "DeviceId",
+        "device_id",
+        Text,
+        "",
+        Unset,
+        "Name of this device in events and MQTT topics; empty: the host name",
+    ),
+    setting(
+        "GlassBreakEnabled",
+        "detectors.glass_break.enabled",
+        Bool,
+        "yes",
+        Invalid,
+        "Detect glass breaking",
+    ),
+    setting(
+        "GlassBreakSensitivity",
+        "detectors.glass_break.sensitivity",
+        SENSITIVITY,
+        "50",
+        Invalid,
+        "Glass break sensitivity, 0 to 100 (50: tuned default)",
+    ),
+    setting(
+        "AggressionEnabled",
+        "detectors.aggression.enabled",
+        Bool,
+        "yes",
+        Invalid,
+        "Detect aggression (screaming, shouting, angry raised voices)",
+    ),
+    setting(
+        "AggressionSensitivity",
+        "detectors.aggression.sensitivity",
+        SENSITIVITY,
+        "50",
+        Invalid,
+        "Aggression sensitivity, 0 to 100 (50: tuned default)",
+    ),
+    setting(
+        "GunshotEnabled",
+        "detectors.gunshot.enabled",
+        Bool,
+        "yes",
+        Invalid,
+        "Detect gunshots and explosions",
+    ),
+    setting(
+        "GunshotSensitivity",
+        "detectors.gunshot.sensitivity",
+        SENSITIVITY,
+        "50",
+        Invalid,
+        "Gunshot sensitivity, 0 to 100 (50: tuned default)",
+    ),
+    setting(
+        "SpeechEnabled",
+        "detectors.speech.enabled",
+        Bool,
+        "no",
+        Invalid,
+        "Report speech (context, not an alarm)",
+    ),
+    setting(
+        "SpeechSensitivity",
+        "detectors.speech.sensitivity",
+        SENSITIVITY,
+        "50",
+        Invalid,
+        "Speech sensitivity, 0 to 100",
+    ),
+    setting(
+        "CalibrationOffsetDb",
+        "level.calibration_offset_db",
+        Decimal,
+        "",
+        Unset,
+        "dB SPL = dBFS + this offset (94 minus a 94 dB calibrator's reading); empty: uncalibrated",
+    ),
+    setting(
+        "SplSummaryIntervalS",
+        "level.spl_summary_s",
+        Decimal,
+        "10",
+        Invalid,
+        "Seconds between SPL summaries; 0: off",
+    ),
+    setting(
+        "LoudNoiseDbfs",
+        "level.loud_noise_dbfs",
+        Decimal,
+        "",
+        Unset,
+        "Absolute loud noise: LAF at or above this many dBFS; empty: off",
+    ),
+    setting(
+        "LoudNoiseMinS",
+        "level.loud_noise_min_s",
+        Decimal,
+        "0.3",
+        Invalid,
+        "Seconds LAF must stay above the loud noise level",
+    ),
+    setting(
+        "AdaptiveLoudNoise",
+        "level.adaptive_loud_noise",
+        Bool,
+        "yes",
+        Invalid,
+        "Loud noise relative to the learned background",
+    ),
+    setting(
+        "AdaptiveMarginDb",
+        "level.adaptive_margin_db",
+        Decimal,
+        "12",
+        Invalid,
+        "Adaptive loud noise: dB above the learned background",
+    ),
+    setting(
+        "InputLossAfterS",
+        "level.input_loss_after_s",
+        Decimal,
+        "5",
+        Invalid,
+        "Seconds of silent, stuck or clipped input before audio_input_lost; 0: off",
+    ),
+    setting(
+        "MqttHost",
+        "sinks.mqtt.host",
+        Text,
+        "",
+        UnsetTable,
+        "MQTT broker host name or address; empty: no MQTT",
+    ),
+    setting(
+        "MqttPort",
+        "sinks.mqtt.port",
+        ParamKind::Int { min: 1, max: 65535 },
+        "1883",
+        Invalid,
+        "MQTT broker port (1883 plain, 8883 TLS)",
+    ),
+    setting(
+        "MqttTls",
+        "sinks.mqtt.tls",
+        Bool,
+        "no",
+        Invalid,
+        "Connect to the broker with TLS",
+    ),
+    setting(
+        "MqttTopicPrefix",
+        "sinks.mqtt.topic_prefix",
+        Text,
+        "earshot",
+        Invalid,
+        "First MQTT topic level: topics are <prefix>/<device id>/...",
+    ),
+    setting(
+        "MqttUsername",
+        "sinks.mqtt.username",
+        Text,
+        "",
+        Unset,
+        "MQTT user name; empty: none",
+    ),
+    setting(
+        "MqttPassword",
+        "sinks.mqtt.password",
+        Secret,
+        "",
+        Unset,
+        "MQTT password; empty: none",
+    ),
 ];
 
 /// The setting named `name` (exact, case-sensitive, as axparameter names are).
@@ -277,7 +410,11 @@ pub fn apply_device_params(
     let mut errors = Vec::new();
     for name in params.keys() {
         if find(name).is_none() {
-            errors.push(param_error(name, &params[name], "a parameter Earshot declares"));
+            errors.push(param_error(
+                name,
+                &params[name],
+                "a parameter Earshot declares",
+            ));
         }
     }
     let mut dropped_tables = Vec::new();
@@ -321,7 +458,11 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), DEVICE_SETTINGS.len());
         for s in DEVICE_SETTINGS {
-            assert!(s.name.chars().all(|c| c.is_ascii_alphanumeric()), "{}", s.name);
+            assert!(
+                s.name.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{}",
+                s.name
+            );
         }
     }
 
@@ -330,7 +471,10 @@ mod tests {
         let base = Config::from_toml("").unwrap();
         let from_params = apply_device_params("", &defaults()).unwrap();
         assert_eq!(from_params.detector_config(), base.detector_config());
-        assert_eq!(from_params.level_events_config(), base.level_events_config());
+        assert_eq!(
+            from_params.level_events_config(),
+            base.level_events_config()
+        );
         assert_eq!(from_params.level, base.level);
         assert_eq!(from_params.sinks, base.sinks);
         assert_eq!(from_params.device_id, base.device_id);
@@ -342,6 +486,8 @@ mod tests {
         // set so the MQTT settings have a table to land in.
         let with_host = |mut p: BTreeMap<String, String>| {
             p.insert("MqttHost".into(), "broker.example".into());
+            // A password needs a user name.
+            p.insert("MqttUsername".into(), "user".into());
             p
         };
         let base = apply_device_params("", &with_host(defaults())).unwrap();
@@ -382,8 +528,9 @@ mod tests {
         let errors = apply_device_params("", &p).unwrap_err();
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(errors.len(), 3, "{text:?}");
-        assert!(text.iter().any(|t| t.contains("parameter GlassBreakSensitivity")
-            && t.contains("0 to 100")));
+        assert!(text
+            .iter()
+            .any(|t| t.contains("parameter GlassBreakSensitivity") && t.contains("0 to 100")));
         assert!(text.iter().any(|t| t.contains("parameter GunshotEnabled")));
         assert!(text.iter().any(|t| t.contains("parameter Bogus")));
     }
