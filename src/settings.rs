@@ -103,6 +103,8 @@ use ParamKind::{Bool, Decimal, Secret, Text};
 use WhenEmpty::{Invalid, Unset, UnsetTable};
 
 /// Every device setting, in the order the device UI lists them.
+// One row a line group, laid out by hand for reading as a table.
+#[rustfmt::skip]
 pub const DEVICE_SETTINGS: &[DeviceSetting] = &[
     setting("DeviceId", "device_id", Text, "", Unset,
         "Name of this device in events and MQTT topics; empty: the host name"),
@@ -277,7 +279,11 @@ pub fn apply_device_params(
     let mut errors = Vec::new();
     for name in params.keys() {
         if find(name).is_none() {
-            errors.push(param_error(name, &params[name], "a parameter Earshot declares"));
+            errors.push(param_error(
+                name,
+                &params[name],
+                "a parameter Earshot declares",
+            ));
         }
     }
     let mut dropped_tables = Vec::new();
@@ -321,7 +327,11 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), DEVICE_SETTINGS.len());
         for s in DEVICE_SETTINGS {
-            assert!(s.name.chars().all(|c| c.is_ascii_alphanumeric()), "{}", s.name);
+            assert!(
+                s.name.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{}",
+                s.name
+            );
         }
     }
 
@@ -330,7 +340,10 @@ mod tests {
         let base = Config::from_toml("").unwrap();
         let from_params = apply_device_params("", &defaults()).unwrap();
         assert_eq!(from_params.detector_config(), base.detector_config());
-        assert_eq!(from_params.level_events_config(), base.level_events_config());
+        assert_eq!(
+            from_params.level_events_config(),
+            base.level_events_config()
+        );
         assert_eq!(from_params.level, base.level);
         assert_eq!(from_params.sinks, base.sinks);
         assert_eq!(from_params.device_id, base.device_id);
@@ -382,8 +395,9 @@ mod tests {
         let errors = apply_device_params("", &p).unwrap_err();
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(errors.len(), 3, "{text:?}");
-        assert!(text.iter().any(|t| t.contains("parameter GlassBreakSensitivity")
-            && t.contains("0 to 100")));
+        assert!(text
+            .iter()
+            .any(|t| t.contains("parameter GlassBreakSensitivity") && t.contains("0 to 100")));
         assert!(text.iter().any(|t| t.contains("parameter GunshotEnabled")));
         assert!(text.iter().any(|t| t.contains("parameter Bogus")));
     }
