@@ -16,7 +16,7 @@ use object::Endianness;
 
 use crate::conf::check_confs;
 use crate::eap::{unpack, EXECUTABLE_MODE, FILE_MODE};
-use crate::manifest::{Architecture, Arch, Manifest, APP_NAME};
+use crate::manifest::{Arch, Architecture, Manifest, APP_NAME};
 
 /// One check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,7 +262,10 @@ pub fn check_eap(eap: &[u8], arch: Arch) -> Report {
             "confs",
             found.is_empty(),
             if found.is_empty() {
-                format!("package.conf and param.conf ({} parameters) agree", m.params().len())
+                format!(
+                    "package.conf and param.conf ({} parameters) agree",
+                    m.params().len()
+                )
             } else {
                 list.join("; ")
             },
@@ -335,7 +338,12 @@ mod tests {
         // (the confs still agree with the manifest inside the package).
         let eap = package(Arch::Aarch64, fake_elf(true, 183), |_| {});
         let r = check_eap(&eap, Arch::Armv7hf);
-        let failed: Vec<&str> = r.items.iter().filter(|i| !i.ok).map(|i| i.what.as_str()).collect();
+        let failed: Vec<&str> = r
+            .items
+            .iter()
+            .filter(|i| !i.ok)
+            .map(|i| i.what.as_str())
+            .collect();
         assert_eq!(failed, ["elf class", "elf machine", "manifest.json"], "{r}");
 
         let eap = package(Arch::Armv7hf, b"#!/bin/sh\n".to_vec(), |i| {
@@ -343,9 +351,17 @@ mod tests {
             i.license = "MIT".into();
         });
         let r = check_eap(&eap, Arch::Armv7hf);
-        let failed: Vec<&str> = r.items.iter().filter(|i| !i.ok).map(|i| i.what.as_str()).collect();
+        let failed: Vec<&str> = r
+            .items
+            .iter()
+            .filter(|i| !i.ok)
+            .map(|i| i.what.as_str())
+            .collect();
         assert_eq!(failed, ["elf", "manifest.json", "LICENSE text"], "{r}");
-        assert!(r.to_string().contains("acapPackageConf.setup.runMode"), "{r}");
+        assert!(
+            r.to_string().contains("acapPackageConf.setup.runMode"),
+            "{r}"
+        );
 
         let r = check_eap(b"garbage", Arch::Aarch64);
         assert!(!r.ok());

@@ -174,7 +174,9 @@ impl fmt::Display for ConfErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfErrorKind::NoEquals => f.write_str("expected KEY=\"value\", found no '='"),
-            ConfErrorKind::BadKey(k) => write!(f, "bad key {k:?} (expected [A-Za-z_][A-Za-z0-9_]*)"),
+            ConfErrorKind::BadKey(k) => {
+                write!(f, "bad key {k:?} (expected [A-Za-z_][A-Za-z0-9_]*)")
+            }
             ConfErrorKind::UnterminatedQuote => f.write_str("quote not closed on the line"),
             ConfErrorKind::TrailingBackslash => f.write_str("backslash at the end of the line"),
             ConfErrorKind::TextAfterValue(t) => write!(f, "text after the value: {t:?}"),
@@ -317,7 +319,12 @@ pub fn check_confs(manifest: &Manifest, package_conf: &str, param_conf: &str) ->
         });
     };
     match parse_conf(package_conf) {
-        Err(e) => d("package.conf", "", format!("unreadable ({e})"), "KEY=\"value\" lines".into()),
+        Err(e) => d(
+            "package.conf",
+            "",
+            format!("unreadable ({e})"),
+            "KEY=\"value\" lines".into(),
+        ),
         Ok(parsed) => {
             for (key, want) in package_conf_entries(manifest) {
                 match parsed.iter().find(|(k, _)| k == key) {
@@ -331,21 +338,39 @@ pub fn check_confs(manifest: &Manifest, package_conf: &str, param_conf: &str) ->
         }
     }
     match parse_conf(param_conf) {
-        Err(e) => d("param.conf", "", format!("unreadable ({e})"), "Name=\"default\" lines".into()),
+        Err(e) => d(
+            "param.conf",
+            "",
+            format!("unreadable ({e})"),
+            "Name=\"default\" lines".into(),
+        ),
         Ok(parsed) => {
             let params = manifest.params();
             for p in params {
                 match parsed.iter().find(|(k, _)| *k == p.name) {
-                    None => d("param.conf", &p.name, "missing".into(), format!("{:?}", p.default)),
-                    Some((_, got)) if *got != p.default => {
-                        d("param.conf", &p.name, format!("{got:?}"), format!("{:?}", p.default))
-                    }
+                    None => d(
+                        "param.conf",
+                        &p.name,
+                        "missing".into(),
+                        format!("{:?}", p.default),
+                    ),
+                    Some((_, got)) if *got != p.default => d(
+                        "param.conf",
+                        &p.name,
+                        format!("{got:?}"),
+                        format!("{:?}", p.default),
+                    ),
                     Some(_) => {}
                 }
             }
             for (k, v) in &parsed {
                 if !params.iter().any(|p| p.name == *k) {
-                    d("param.conf", k, format!("{v:?}"), "absent (not in paramConfig)".into());
+                    d(
+                        "param.conf",
+                        k,
+                        format!("{v:?}"),
+                        "absent (not in paramConfig)".into(),
+                    );
                 }
             }
             let order: Vec<&str> = parsed
@@ -359,12 +384,7 @@ pub fn check_confs(manifest: &Manifest, package_conf: &str, param_conf: &str) ->
                 .filter(|n| order.contains(n))
                 .collect();
             if order != declared {
-                d(
-                    "param.conf",
-                    "(order)",
-                    order.join(","),
-                    declared.join(","),
-                );
+                d("param.conf", "(order)", order.join(","), declared.join(","));
             }
         }
     }
@@ -451,10 +471,18 @@ mod tests {
             ("A=\"open\n", 1, ConfErrorKind::UnterminatedQuote),
             ("A=1\nB='x\n", 2, ConfErrorKind::UnterminatedQuote),
             ("A=x\\", 1, ConfErrorKind::TrailingBackslash),
-            ("A=\"1\" B=2\n", 1, ConfErrorKind::TextAfterValue("B=2".into())),
+            (
+                "A=\"1\" B=2\n",
+                1,
+                ConfErrorKind::TextAfterValue("B=2".into()),
+            ),
         ];
         for (text, line, kind) in cases {
-            assert_eq!(parse_conf(text), Err(ConfParseError { line, kind }), "{text:?}");
+            assert_eq!(
+                parse_conf(text),
+                Err(ConfParseError { line, kind }),
+                "{text:?}"
+            );
         }
         let e = parse_conf("A=1\nB=2\nA=3\n").unwrap_err();
         assert_eq!(e.line, 3);
@@ -463,9 +491,22 @@ mod tests {
 
     #[test]
     fn quote_round_trips_any_text() {
-        for v in ["", "plain", "a \"b\"", "it's \"x\"", "$HOME `x` \\", "ünï €", "'", "\"'"] {
+        for v in [
+            "",
+            "plain",
+            "a \"b\"",
+            "it's \"x\"",
+            "$HOME `x` \\",
+            "ünï €",
+            "'",
+            "\"'",
+        ] {
             let line = format!("K={}\n", quote(v));
-            assert_eq!(parse_conf(&line).unwrap(), vec![("K".into(), v.into())], "{line}");
+            assert_eq!(
+                parse_conf(&line).unwrap(),
+                vec![("K".into(), v.into())],
+                "{line}"
+            );
         }
     }
 
@@ -486,7 +527,11 @@ mod tests {
     #[test]
     fn parser_never_panics_on_random_and_mutated_input() {
         let m = manifest();
-        let seeds = [package_conf(&m), param_conf(&m), "A='x'\nB=\"y\\\"\"\n".to_owned()];
+        let seeds = [
+            package_conf(&m),
+            param_conf(&m),
+            "A='x'\nB=\"y\\\"\"\n".to_owned(),
+        ];
         let alphabet: Vec<char> = "AZaz_09=\"'\\$` \t\r\n#é€\u{0}x".chars().collect();
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let mut ok = 0;
@@ -519,11 +564,17 @@ mod tests {
                     assert_eq!(parse_conf(&again).unwrap(), entries, "{text:?}");
                 }
                 Err(e) => {
-                    assert!(e.line >= 1 && e.line <= text.lines().count().max(1), "{e} {text:?}");
+                    assert!(
+                        e.line >= 1 && e.line <= text.lines().count().max(1),
+                        "{e} {text:?}"
+                    );
                 }
             }
         }
-        assert!(ok > 100, "only {ok} inputs parsed: the fuzzer is not exercising values");
+        assert!(
+            ok > 100,
+            "only {ok} inputs parsed: the fuzzer is not exercising values"
+        );
     }
 
     #[test]

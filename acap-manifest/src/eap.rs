@@ -229,10 +229,23 @@ mod tests {
 
         let unpacked = unpack(&first).unwrap();
         let names: Vec<&str> = unpacked.keys().map(String::as_str).collect();
-        assert_eq!(names, ["LICENSE", "earshot", "manifest.json", "package.conf", "param.conf"]);
+        assert_eq!(
+            names,
+            [
+                "LICENSE",
+                "earshot",
+                "manifest.json",
+                "package.conf",
+                "param.conf"
+            ]
+        );
         for (name, e) in &unpacked {
             let want = if name == "earshot" { 0o755 } else { 0o644 };
-            assert_eq!((e.mode, e.uid, e.gid, e.mtime), (want, 0, 0, 1_700_000_000), "{name}");
+            assert_eq!(
+                (e.mode, e.uid, e.gid, e.mtime),
+                (want, 0, 0, 1_700_000_000),
+                "{name}"
+            );
         }
         assert_eq!(unpacked["param.conf"].data, b"A=\"1\"\n");
         // A different mtime changes the bytes (so the mtime really is in the headers).
@@ -242,12 +255,22 @@ mod tests {
     #[test]
     fn tar_is_gnu_with_root_owner_and_sorted_names() {
         let entries = vec![
-            Entry { name: "b".into(), mode: 0o644, data: b"2".to_vec() },
-            Entry { name: "a".into(), mode: 0o755, data: b"1".to_vec() },
+            Entry {
+                name: "b".into(),
+                mode: 0o644,
+                data: b"2".to_vec(),
+            },
+            Entry {
+                name: "a".into(),
+                mode: 0o755,
+                data: b"1".to_vec(),
+            },
         ];
         let eap = pack(&entries, 5).unwrap();
         let mut tar_bytes = Vec::new();
-        flate2::read::GzDecoder::new(eap.as_slice()).read_to_end(&mut tar_bytes).unwrap();
+        flate2::read::GzDecoder::new(eap.as_slice())
+            .read_to_end(&mut tar_bytes)
+            .unwrap();
         let header = &tar_bytes[..512];
         assert_eq!(&header[257..265], b"ustar  \0", "GNU magic");
         assert_eq!(&header[..2], b"a\0");
@@ -257,12 +280,21 @@ mod tests {
 
     #[test]
     fn file_name_and_epoch() {
-        assert_eq!(file_name("0.1.0", Arch::Aarch64), "earshot_0_1_0_aarch64.eap");
-        assert_eq!(file_name("12.3.45", Arch::Armv7hf), "earshot_12_3_45_armv7hf.eap");
+        assert_eq!(
+            file_name("0.1.0", Arch::Aarch64),
+            "earshot_0_1_0_aarch64.eap"
+        );
+        assert_eq!(
+            file_name("12.3.45", Arch::Armv7hf),
+            "earshot_12_3_45_armv7hf.eap"
+        );
         // Outside a git repository with no SOURCE_DATE_EPOCH the epoch is 0 or the env value.
         let dir = tempfile::tempdir().unwrap();
         let t = source_date_epoch(dir.path());
-        match std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse::<u64>().ok()) {
+        match std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
             Some(v) => assert_eq!(t, v),
             None => assert_eq!(t, 0),
         }

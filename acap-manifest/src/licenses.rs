@@ -100,7 +100,13 @@ pub enum LicenseError {
 /// package, or a licence file cannot be read.
 pub fn gather(cargo: &Path, manifest_path: &Path, triple: &str) -> Result<BuildInfo, LicenseError> {
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--filter-platform", triple])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--filter-platform",
+            triple,
+        ])
         .arg("--no-default-features")
         .arg("--manifest-path")
         .arg(manifest_path)
@@ -148,7 +154,9 @@ pub fn from_metadata(metadata: &Value, root: &str) -> Result<BuildInfo, LicenseE
         .iter()
         .find(|p| {
             p.get("name").and_then(Value::as_str) == Some(root)
-                && p.get("id").and_then(Value::as_str).is_some_and(|id| members.contains(id))
+                && p.get("id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| members.contains(id))
         })
         .ok_or_else(|| LicenseError::Metadata(format!("no workspace package {root:?}")))?;
     let root_id = str_field(root_pkg, "id")?;
@@ -182,7 +190,12 @@ pub fn from_metadata(metadata: &Value, root: &str) -> Result<BuildInfo, LicenseE
         let Some(node) = node_by_id.get(id) else {
             continue;
         };
-        for dep in node.get("deps").and_then(Value::as_array).into_iter().flatten() {
+        for dep in node
+            .get("deps")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let normal = dep
                 .get("dep_kinds")
                 .and_then(Value::as_array)
@@ -290,7 +303,10 @@ pub fn license_text(crates: &[CrateLicense]) -> String {
     out.push_str(EARSHOT_NOTICE);
     out.push_str(&format!("\n{rule}\n\n"));
     out.push_str(YAMNET_NOTICE);
-    out.push_str(&format!("\n{rule}\n\nThird-party Rust crates linked into the earshot binary ({}):\n\n", crates.len()));
+    out.push_str(&format!(
+        "\n{rule}\n\nThird-party Rust crates linked into the earshot binary ({}):\n\n",
+        crates.len()
+    ));
     let mut sorted: Vec<&CrateLicense> = crates.iter().collect();
     sorted.sort();
     for c in &sorted {
@@ -326,7 +342,13 @@ pub fn license_text(crates: &[CrateLicense]) -> String {
     // Order the texts by their first user so related crates stay together.
     let mut blocks: Vec<(String, &BTreeSet<String>, &String)> = texts
         .iter()
-        .map(|(text, users)| (users.iter().next().cloned().unwrap_or_default(), users, text))
+        .map(|(text, users)| {
+            (
+                users.iter().next().cloned().unwrap_or_default(),
+                users,
+                text,
+            )
+        })
         .collect();
     blocks.sort();
     for (_, users, text) in blocks {
@@ -389,7 +411,10 @@ mod tests {
         assert!(text.contains("YAMNet") && text.contains("Apache"));
         // Identical texts (up to trailing blanks) appear once, listing both crates.
         assert_eq!(text.matches("MIT text").count(), 1, "{text}");
-        assert!(text.contains("a 1.0.0 (LICENSE-MIT)\n  b 1.0.0 (LICENSE)"), "{text}");
+        assert!(
+            text.contains("a 1.0.0 (LICENSE-MIT)\n  b 1.0.0 (LICENSE)"),
+            "{text}"
+        );
         assert_eq!(text, license_text(&info.crates));
     }
 
@@ -400,7 +425,15 @@ mod tests {
         let info = gather(Path::new(&cargo), &root, "aarch64-unknown-linux-gnu").unwrap();
         let has = |n: &str| info.crates.iter().any(|c| c.name == n);
         assert!(has("tract-onnx") && has("serde_json") && has("rustls"));
-        for absent in ["alsa", "alsa-sys", "tempfile", "tiny_http", "sha2", "serde_derive", "earshot-dsp"] {
+        for absent in [
+            "alsa",
+            "alsa-sys",
+            "tempfile",
+            "tiny_http",
+            "sha2",
+            "serde_derive",
+            "earshot-dsp",
+        ] {
             assert!(!has(absent), "{absent} must not be listed");
         }
         assert_eq!(info.earshot_version, env!("CARGO_PKG_VERSION"));

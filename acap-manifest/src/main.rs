@@ -146,7 +146,10 @@ fn package(arch: Arch, out: Option<PathBuf>, binary: Option<PathBuf>) -> Result<
     println!("sha256  {hex}");
     println!("binary  {} bytes", inputs.binary.len());
     println!("eap     {} bytes", bytes.len());
-    println!("crates  {} third-party crates in LICENSE", info.crates.len());
+    println!(
+        "crates  {} third-party crates in LICENSE",
+        info.crates.len()
+    );
     Ok(())
 }
 
@@ -168,7 +171,11 @@ fn run() -> Result<bool> {
             let report = check::check_eap(&bytes, target);
             print!("{report}");
             let ok = report.ok();
-            println!("{}: {}", file.display(), if ok { "all checks passed" } else { "FAILED" });
+            println!(
+                "{}: {}",
+                file.display(),
+                if ok { "all checks passed" } else { "FAILED" }
+            );
             Ok(ok)
         }
     }

@@ -559,7 +559,8 @@ pub fn is_valid_app_name(s: &str) -> bool {
 /// shell quoting on old firmware.
 pub fn is_valid_vendor(s: &str) -> bool {
     (1..=256).contains(&s.chars().count())
-        && s.chars().all(|c| c.is_alphanumeric() || " -_.,()&@+'!".contains(c))
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || " -_.,()&@+'!".contains(c))
 }
 
 fn is_plain_text(s: &str, max: usize) -> bool {
@@ -737,7 +738,9 @@ fn check_setup(c: &mut Checker, setup: &Map<String, Value>) {
         "an http:// or https:// URL without spaces or quotes",
         |s| {
             (s.starts_with("http://") || s.starts_with("https://"))
-                && !s.chars().any(|ch| ch.is_whitespace() || "\"'<>".contains(ch))
+                && !s
+                    .chars()
+                    .any(|ch| ch.is_whitespace() || "\"'<>".contains(ch))
         },
     );
     c.string(
@@ -893,7 +896,10 @@ mod tests {
             assert_eq!(v["acapPackageConf"]["setup"]["architecture"], arch.as_str());
             assert_eq!(v["acapPackageConf"]["setup"]["runMode"], "respawn");
             assert_eq!(v["acapPackageConf"]["setup"]["appName"], "earshot");
-            assert_eq!(v["resources"]["linux"]["user"]["groups"], json!(["pipewire"]));
+            assert_eq!(
+                v["resources"]["linux"]["user"]["groups"],
+                json!(["pipewire"])
+            );
             assert_eq!(
                 v["resources"]["dbus"]["requiredMethods"],
                 json!([GET_CREDENTIALS_METHOD])
@@ -1023,12 +1029,29 @@ mod tests {
         for ok in ["earshot", "ab", "A_1", "a2345678901234567890123456"] {
             assert!(is_valid_app_name(ok), "{ok}");
         }
-        for bad in ["", "e", "_earshot", "1abc", "ear-shot", "ear shot", "a234567890123456789012345678"] {
+        for bad in [
+            "",
+            "e",
+            "_earshot",
+            "1abc",
+            "ear-shot",
+            "ear shot",
+            "a234567890123456789012345678",
+        ] {
             assert!(!is_valid_app_name(bad), "{bad}");
         }
         assert_eq!(version_parts("0.1.0"), Some((0, 1, 0)));
         assert_eq!(version_parts("10.20.30"), Some((10, 20, 30)));
-        for bad in ["1", "1.0", "1.0.0.0", "01.0.0", "1.0.0-rc1", "a.b.c", "1..0", ""] {
+        for bad in [
+            "1",
+            "1.0",
+            "1.0.0.0",
+            "01.0.0",
+            "1.0.0-rc1",
+            "a.b.c",
+            "1..0",
+            "",
+        ] {
             assert_eq!(version_parts(bad), None, "{bad}");
         }
     }
