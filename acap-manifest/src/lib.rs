@@ -17,6 +17,7 @@
 //! The `earshot-acap` binary (`package`, `manifest`, `check`) drives them.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod check;
 pub mod conf;

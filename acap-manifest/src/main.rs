@@ -161,6 +161,8 @@ fn run() -> Result<bool> {
             binary,
         } => package(target, out, binary).map(|()| true),
         Cmd::Manifest { target } => {
+            // earshot-acap and earshot share the workspace version (`version.workspace`), so
+            // this is earshot's CARGO_PKG_VERSION without running cargo metadata.
             let version = env!("CARGO_PKG_VERSION");
             print!("{}", Manifest::earshot(version, target).to_json_pretty());
             Ok(true)
