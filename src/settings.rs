@@ -103,6 +103,8 @@ use ParamKind::{Bool, Decimal, Secret, Text};
 use WhenEmpty::{Invalid, Unset, UnsetTable};
 
 /// Every device setting, in the order the device UI lists them.
+// One row a line group, laid out by hand for reading as a table.
+#[rustfmt::skip]
 pub const DEVICE_SETTINGS: &[DeviceSetting] = &[
     setting(
         "DeviceId",

@@ -1,0 +1,1067 @@
+//! `manifest.json`: the ACAP package description, as typed data and as checked JSON.
+//!
+//! Follows the ACAP manifest schema 1.7.1 field descriptions
+//! (AxisCommunications/acap-documentation, `docs/develop/manifest-schemas/
+//! schema-field-descriptions-v1.7.1.md`) and `../shared/handbook/acap-platform.md`, "manifest.json".
+//!
+//! # Why schema 1.7.1
+//!
+//! 1.7.1 is the schema ACAP Native SDK 12.0 writes and AXIS OS 12.0 and later accept, so one
+//! package installs on every AXIS OS 12 device. Schema 2.x drops `embeddedSdkVersion` and adds
+//! `compatibleOsVersions`, which AXIS OS 13 requires; AXIS OS 13 also only installs signed apps,
+//! and signing needs Axis-issued keys this project does not have. A 2.x manifest would therefore
+//! buy nothing installable here, while 1.7.1 covers the AXIS OS 12 devices we can target.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The manifest schema version Earshot writes (see the module documentation for why).
+pub const SCHEMA_VERSION: &str = "1.7.1";
+/// `acapPackageConf.setup.appName`: the executable's name and the install directory
+/// `/usr/local/packages/earshot`.
+pub const APP_NAME: &str = "earshot";
+/// `acapPackageConf.setup.friendlyName`: the name the device's web pages show.
+pub const FRIENDLY_NAME: &str = "Earshot audio analytics";
+/// `acapPackageConf.setup.vendor`.
+pub const VENDOR: &str = "Earshot";
+/// `acapPackageConf.setup.embeddedSdkVersion`: "3.0", the value for apps that need no
+/// pre-manifest firmware (schema 1.7.1 description of the field).
+pub const EMBEDDED_SDK_VERSION: &str = "3.0";
+/// The secondary group the app's dynamic user needs to capture audio through PipeWire
+/// (`../shared/handbook/acap-platform.md`, "Audio capture").
+pub const PIPEWIRE_GROUP: &str = "pipewire";
+/// The D-Bus method that hands the app VAPIX service-account credentials
+/// (`../shared/handbook/acap-platform.md`, "VAPIX calls from inside the app").
+pub const GET_CREDENTIALS_METHOD: &str = "com.axis.HTTPConf1.VAPIXServiceAccounts1.GetCredentials";
+
+/// A build target of the package: the two CPU architectures AXIS OS devices have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Arch {
+    /// 64-bit ARM (ARTPEC-8/9, CV25; Cortex-A53 class).
+    Aarch64,
+    /// 32-bit ARM hard-float with NEON (ARTPEC-6/7; Cortex-A9).
+    Armv7hf,
+}
+
+impl Arch {
+    /// Both targets, in a fixed order.
+    pub const ALL: [Arch; 2] = [Arch::Aarch64, Arch::Armv7hf];
+
+    /// The ACAP name (`aarch64`, `armv7hf`), as in `architecture`, `APPTYPE` and file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "aarch64",
+            Arch::Armv7hf => "armv7hf",
+        }
+    }
+
+    /// The Rust target triple the binary is built for.
+    pub fn triple(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "aarch64-unknown-linux-gnu",
+            Arch::Armv7hf => "armv7-unknown-linux-gnueabihf",
+        }
+    }
+
+    /// Whether the executable is a 64-bit ELF (`EI_CLASS` = `ELFCLASS64`).
+    pub fn is_64_bit(self) -> bool {
+        matches!(self, Arch::Aarch64)
+    }
+
+    /// The ELF `e_machine` of the executable: 183 (`EM_AARCH64`) or 40 (`EM_ARM`).
+    pub fn e_machine(self) -> u16 {
+        match self {
+            Arch::Aarch64 => 183,
+            Arch::Armv7hf => 40,
+        }
+    }
+
+    /// Parses an ACAP architecture name (`aarch64`, `armv7hf`); `None` for anything else.
+    pub fn parse(name: &str) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `acapPackageConf.setup.architecture` (schema values `all`, `aarch64`, `armv7hf`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    /// Architecture independent (scripts only).
+    All,
+    /// 64-bit ARM.
+    Aarch64,
+    /// 32-bit ARM hard-float.
+    Armv7hf,
+}
+
+impl From<Arch> for Architecture {
+    fn from(a: Arch) -> Self {
+        match a {
+            Arch::Aarch64 => Architecture::Aarch64,
+            Arch::Armv7hf => Architecture::Armv7hf,
+        }
+    }
+}
+
+impl Architecture {
+    /// The schema string (`all`, `aarch64`, `armv7hf`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Architecture::All => "all",
+            Architecture::Aarch64 => "aarch64",
+            Architecture::Armv7hf => "armv7hf",
+        }
+    }
+}
+
+/// `acapPackageConf.setup.runMode`: what AXIS OS does when the app exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    /// Restarted whenever it exits (Earshot's mode: a panic aborts and the device restarts it).
+    Respawn,
+    /// Not restarted on exit, but started again after a reboot if it was running.
+    Once,
+    /// Never restarted.
+    Never,
+}
+
+impl RunMode {
+    /// The schema string (`respawn`, `once`, `never`), also `package.conf`'s `STARTMODE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Respawn => "respawn",
+            RunMode::Once => "once",
+            RunMode::Never => "never",
+        }
+    }
+}
+
+/// The whole `manifest.json` (the subset of schema 1.7.1 Earshot uses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// `schemaVersion`, [`SCHEMA_VERSION`] for manifests this crate writes.
+    pub schema_version: String,
+    /// `acapPackageConf`.
+    pub acap_package_conf: AcapPackageConf,
+    /// `resources`: host resources the app needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+}
+
+/// `acapPackageConf`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcapPackageConf {
+    /// `setup`: identification and run settings.
+    pub setup: Setup,
+    /// `configuration`: parameters (and, in the schema, web pages, which Earshot has none of).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<Configuration>,
+}
+
+/// `acapPackageConf.setup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Setup {
+    /// `appName`: the executable's name; a letter, then 1 to 25 of `[A-Za-z0-9_]`.
+    pub app_name: String,
+    /// `friendlyName`: shown in the web pages; no line breaks, at most 256 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub friendly_name: Option<String>,
+    /// `vendor`: the provider's name.
+    pub vendor: String,
+    /// `vendorUrl`: the provider's home page (`http://` or `https://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_url: Option<String>,
+    /// `embeddedSdkVersion`: minimum SDK version of the device, `MAJOR.MINOR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded_sdk_version: Option<String>,
+    /// `version`: `MAJOR.MINOR.PATCH`, all decimal numbers.
+    pub version: String,
+    /// `runMode`.
+    pub run_mode: RunMode,
+    /// `architecture`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<Architecture>,
+    /// `runOptions`: command-line options given to the executable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_options: Option<String>,
+}
+
+/// `acapPackageConf.configuration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Configuration {
+    /// `paramConfig`: the app parameters (axparameter), in the order the device lists them.
+    #[serde(default)]
+    pub param_config: Vec<ParamConfig>,
+}
+
+/// One `paramConfig` entry: an app parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamConfig {
+    /// `name`: the parameter name (letters and digits).
+    pub name: String,
+    /// `default`: the value of a fresh install.
+    pub default: String,
+    /// `type`: the parameter type string, e.g. `int:min=0;max=100`, `bool:no,yes`, `string`.
+    #[serde(rename = "type")]
+    pub type_: String,
+}
+
+/// `resources`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    /// `resources.linux`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linux: Option<LinuxResources>,
+    /// `resources.dbus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dbus: Option<DbusResources>,
+}
+
+/// `resources.linux`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinuxResources {
+    /// `resources.linux.user`: the dynamic user the app runs as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<DynamicUser>,
+}
+
+/// `resources.linux.user`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamicUser {
+    /// `groups`: secondary groups of the app's user.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// `resources.dbus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DbusResources {
+    /// `requiredMethods`: D-Bus methods that must exist, or installation is refused.
+    #[serde(default)]
+    pub required_methods: Vec<String>,
+}
+
+impl Manifest {
+    /// Earshot's manifest for `arch`.
+    ///
+    /// `version` is the `earshot` package's `CARGO_PKG_VERSION` (`MAJOR.MINOR.PATCH`); the
+    /// parameters come from `earshot::settings::DEVICE_SETTINGS`, in its order, with
+    /// `ParamKind::manifest_type()` as their type.
+    pub fn earshot(version: &str, arch: Arch) -> Manifest {
+        let param_config = earshot::settings::DEVICE_SETTINGS
+            .iter()
+            .map(|s| ParamConfig {
+                name: s.name.to_owned(),
+                default: s.default.to_owned(),
+                type_: s.kind.manifest_type(),
+            })
+            .collect();
+        Manifest {
+            schema_version: SCHEMA_VERSION.to_owned(),
+            acap_package_conf: AcapPackageConf {
+                setup: Setup {
+                    app_name: APP_NAME.to_owned(),
+                    friendly_name: Some(FRIENDLY_NAME.to_owned()),
+                    vendor: VENDOR.to_owned(),
+                    vendor_url: None,
+                    embedded_sdk_version: Some(EMBEDDED_SDK_VERSION.to_owned()),
+                    version: version.to_owned(),
+                    run_mode: RunMode::Respawn,
+                    architecture: Some(arch.into()),
+                    run_options: None,
+                },
+                configuration: Some(Configuration { param_config }),
+            },
+            resources: Some(Resources {
+                linux: Some(LinuxResources {
+                    user: Some(DynamicUser {
+                        groups: vec![PIPEWIRE_GROUP.to_owned()],
+                    }),
+                }),
+                dbus: Some(DbusResources {
+                    required_methods: vec![GET_CREDENTIALS_METHOD.to_owned()],
+                }),
+            }),
+        }
+    }
+
+    /// The `paramConfig` entries (empty when there is no `configuration`).
+    pub fn params(&self) -> &[ParamConfig] {
+        self.acap_package_conf
+            .configuration
+            .as_ref()
+            .map_or(&[], |c| c.param_config.as_slice())
+    }
+
+    /// `manifest.json`'s text: pretty-printed JSON (two-space indent) ending in a newline.
+    pub fn to_json_pretty(&self) -> String {
+        let mut text =
+            serde_json::to_string_pretty(self).expect("a manifest always serialises to JSON");
+        text.push('\n');
+        text
+    }
+
+    /// Parses and validates `manifest.json` text.
+    ///
+    /// # Errors
+    /// Every [`Problem`] [`validate`] finds (one with path `$` if the text is not JSON).
+    pub fn from_json(text: &str) -> Result<Manifest, Vec<Problem>> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            vec![Problem {
+                path: "$".to_owned(),
+                value: format!("text that is not JSON ({e})"),
+                expected: "a JSON object".to_owned(),
+            }]
+        })?;
+        let problems = validate(&value);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        serde_json::from_value(value).map_err(|e| {
+            vec![Problem {
+                path: "$".to_owned(),
+                value: format!("a manifest this tool cannot read ({e})"),
+                expected: "the manifest fields Earshot uses".to_owned(),
+            }]
+        })
+    }
+
+    /// `(major, minor, patch)` of `setup.version`, `None` unless it is `N.N.N`.
+    pub fn version_parts(&self) -> Option<(u64, u64, u64)> {
+        version_parts(&self.acap_package_conf.setup.version)
+    }
+}
+
+/// `(major, minor, patch)` of a `MAJOR.MINOR.PATCH` version of decimal numbers without leading
+/// zeros (SemVer's core); `None` for anything else.
+pub fn version_parts(version: &str) -> Option<(u64, u64, u64)> {
+    let mut it = version.split('.');
+    let mut next = || -> Option<u64> {
+        let p = it.next()?;
+        let ok = !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && (p == "0" || !p.starts_with('0'));
+        if ok {
+            p.parse().ok()
+        } else {
+            None
+        }
+    };
+    let parts = (next()?, next()?, next()?);
+    if it.next().is_some() {
+        return None;
+    }
+    Some(parts)
+}
+
+/// One thing wrong with a manifest: where, what was found, what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// JSON path of the field, dotted with `[i]` indices, e.g. `acapPackageConf.setup.runMode`
+    /// or `acapPackageConf.configuration.paramConfig[3].type`; `$` is the whole document.
+    pub path: String,
+    /// What was there: the JSON value as text, or `missing`.
+    pub value: String,
+    /// What the schema (or this crate, where stricter) expects.
+    pub expected: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: found {}, expected {}",
+            self.path, self.value, self.expected
+        )
+    }
+}
+
+fn render(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() > 80 {
+        let cut: String = text.chars().take(77).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+impl Checker {
+    fn problem(&mut self, path: String, value: String, expected: impl Into<String>) {
+        self.problems.push(Problem {
+            path,
+            value,
+            expected: expected.into(),
+        });
+    }
+
+    /// The field `key` of `obj`; reports it missing when `required`.
+    fn get<'a>(
+        &mut self,
+        obj: &'a Map<String, Value>,
+        parent: &str,
+        key: &str,
+        required: bool,
+        what: &str,
+    ) -> Option<&'a Value> {
+        let v = obj.get(key);
+        if v.is_none() && required {
+            self.problem(join(parent, key), "missing".to_owned(), what);
+        }
+        v
+    }
+
+    fn object<'a>(
+        &mut self,
+        obj: &'a Map<String, Value>,
+        parent: &str,
+        key: &str,
+        required: bool,
+    ) -> Option<&'a Map<String, Value>> {
+        let v = self.get(obj, parent, key, required, "an object")?;
+        match v.as_object() {
+            Some(o) => Some(o),
+            None => {
+                self.problem(
+                    join(parent, key),
+                    format!("{} {}", type_name(v), render(v)),
+                    "an object",
+                );
+                None
+            }
+        }
+    }
+
+    /// A string field checked by `rule` (which returns what is expected when the text fails).
+    fn string<'a>(
+        &mut self,
+        obj: &'a Map<String, Value>,
+        parent: &str,
+        key: &str,
+        required: bool,
+        expected: &str,
+        rule: impl Fn(&str) -> bool,
+    ) -> Option<&'a str> {
+        let v = self.get(obj, parent, key, required, &format!("a string: {expected}"))?;
+        match v.as_str() {
+            Some(s) if rule(s) => Some(s),
+            Some(_) => {
+                self.problem(join(parent, key), render(v), expected);
+                None
+            }
+            None => {
+                self.problem(
+                    join(parent, key),
+                    format!("{} {}", type_name(v), render(v)),
+                    format!("a string: {expected}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn string_array(
+        &mut self,
+        obj: &Map<String, Value>,
+        parent: &str,
+        key: &str,
+        expected: &str,
+        rule: impl Fn(&str) -> bool,
+    ) {
+        let Some(v) = self.get(obj, parent, key, false, "") else {
+            return;
+        };
+        let path = join(parent, key);
+        let Some(items) = v.as_array() else {
+            self.problem(
+                path,
+                format!("{} {}", type_name(v), render(v)),
+                format!("an array of strings ({expected})"),
+            );
+            return;
+        };
+        for (i, item) in items.iter().enumerate() {
+            match item.as_str() {
+                Some(s) if rule(s) => {}
+                _ => self.problem(format!("{path}[{i}]"), render(item), expected.to_owned()),
+            }
+        }
+    }
+
+    fn unknown_keys(&mut self, obj: &Map<String, Value>, parent: &str, known: &[&str]) {
+        for (k, v) in obj {
+            if !known.contains(&k.as_str()) {
+                self.problem(
+                    join(parent, k),
+                    render(v),
+                    format!(
+                        "no such field in schema 1.7.1 here (known: {})",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `appName` rule: a letter, then 1 to 25 of `[A-Za-z0-9_]` (2 to 26 characters).
+pub fn is_valid_app_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (2..=26).contains(&b.len())
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// `vendor` rule: 1 to 256 characters of letters, digits, space and `-_.,()&@+'!`.
+///
+/// The official schema's exact pattern was not available here; this is a conservative set that
+/// excludes quotes, `$`, backslash and control characters, which would break `package.conf`'s
+/// shell quoting on old firmware.
+pub fn is_valid_vendor(s: &str) -> bool {
+    (1..=256).contains(&s.chars().count())
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || " -_.,()&@+'!".contains(c))
+}
+
+fn is_plain_text(s: &str, max: usize) -> bool {
+    s.chars().count() <= max && !s.chars().any(char::is_control)
+}
+
+/// Checks a `manifest.json` value against the schema 1.7.1 rules for the fields Earshot uses.
+///
+/// Works on a [`Value`] rather than a [`Manifest`] so that a hand-edited manifest with
+/// wrong-typed or unknown fields is checked too. Required: `schemaVersion` (`N.N.N`),
+/// `acapPackageConf.setup.{appName, vendor, version, runMode}`; optional fields are checked when
+/// present; unknown fields of `setup`, `acapPackageConf` and the root are reported (the schema
+/// does not allow them). Returns every problem found (empty: valid), in document order.
+pub fn validate(manifest: &Value) -> Vec<Problem> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    let Some(root) = manifest.as_object() else {
+        c.problem(
+            "$".to_owned(),
+            format!("{} {}", type_name(manifest), render(manifest)),
+            "a JSON object",
+        );
+        return c.problems;
+    };
+    c.unknown_keys(
+        root,
+        "",
+        &["$schema", "schemaVersion", "acapPackageConf", "resources"],
+    );
+    c.string(
+        root,
+        "",
+        "schemaVersion",
+        true,
+        "three dot-separated numbers, e.g. \"1.7.1\"",
+        |s| version_parts(s).is_some(),
+    );
+    if let Some(conf) = c.object(root, "", "acapPackageConf", true) {
+        let p = "acapPackageConf";
+        c.unknown_keys(
+            conf,
+            p,
+            &[
+                "setup",
+                "installation",
+                "uninstallation",
+                "configuration",
+                "copyProtection",
+            ],
+        );
+        if let Some(setup) = c.object(conf, p, "setup", true) {
+            check_setup(&mut c, setup);
+        }
+        if let Some(cfg) = c.object(conf, p, "configuration", false) {
+            check_configuration(&mut c, cfg);
+        }
+    }
+    if let Some(res) = c.object(root, "", "resources", false) {
+        let p = "resources";
+        c.unknown_keys(res, p, &["linux", "dbus"]);
+        if let Some(linux) = c.object(res, p, "linux", false) {
+            let p = "resources.linux";
+            c.unknown_keys(linux, p, &["user"]);
+            if let Some(user) = c.object(linux, p, "user", false) {
+                c.string_array(
+                    user,
+                    "resources.linux.user",
+                    "groups",
+                    "a group name of [a-z0-9_-]",
+                    |s| {
+                        !s.is_empty()
+                            && s.bytes().all(|b| {
+                                b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b)
+                            })
+                    },
+                );
+            }
+        }
+        if let Some(dbus) = c.object(res, p, "dbus", false) {
+            let p = "resources.dbus";
+            c.unknown_keys(dbus, p, &["requiredMethods", "conditionalMethods"]);
+            let method_rule = |s: &str| {
+                !s.is_empty()
+                    && s.contains('.')
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._*".contains(&b))
+            };
+            for key in ["requiredMethods", "conditionalMethods"] {
+                c.string_array(
+                    dbus,
+                    p,
+                    key,
+                    "a D-Bus interface.method name (optionally ending in .*)",
+                    method_rule,
+                );
+            }
+        }
+    }
+    c.problems
+}
+
+fn check_setup(c: &mut Checker, setup: &Map<String, Value>) {
+    let p = "acapPackageConf.setup";
+    c.unknown_keys(
+        setup,
+        p,
+        &[
+            "appName",
+            "appId",
+            "architecture",
+            "embeddedSdkVersion",
+            "friendlyName",
+            "user",
+            "runMode",
+            "runOptions",
+            "vendor",
+            "vendorUrl",
+            "version",
+        ],
+    );
+    c.string(
+        setup,
+        p,
+        "appName",
+        true,
+        "a letter, then 1 to 25 of A-Z a-z 0-9 _",
+        is_valid_app_name,
+    );
+    c.string(
+        setup,
+        p,
+        "vendor",
+        true,
+        "1 to 256 characters of letters, digits, space and -_.,()&@+'!",
+        is_valid_vendor,
+    );
+    c.string(
+        setup,
+        p,
+        "version",
+        true,
+        "MAJOR.MINOR.PATCH of decimal numbers, e.g. \"1.0.0\"",
+        |s| version_parts(s).is_some(),
+    );
+    c.string(
+        setup,
+        p,
+        "runMode",
+        true,
+        "one of \"respawn\", \"once\", \"never\"",
+        |s| ["respawn", "once", "never"].contains(&s),
+    );
+    c.string(
+        setup,
+        p,
+        "architecture",
+        false,
+        "one of \"all\", \"aarch64\", \"armv7hf\"",
+        |s| ["all", "aarch64", "armv7hf"].contains(&s),
+    );
+    c.string(
+        setup,
+        p,
+        "friendlyName",
+        false,
+        "at most 256 characters without line breaks or control characters",
+        |s| is_plain_text(s, 256),
+    );
+    c.string(
+        setup,
+        p,
+        "vendorUrl",
+        false,
+        "an http:// or https:// URL without spaces or quotes",
+        |s| {
+            (s.starts_with("http://") || s.starts_with("https://"))
+                && !s
+                    .chars()
+                    .any(|ch| ch.is_whitespace() || "\"'<>".contains(ch))
+        },
+    );
+    c.string(
+        setup,
+        p,
+        "embeddedSdkVersion",
+        false,
+        "MAJOR.MINOR, e.g. \"3.0\"",
+        |s| {
+            let mut it = s.split('.');
+            let num = |x: Option<&str>| {
+                x.is_some_and(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+            };
+            num(it.next()) && num(it.next()) && it.next().is_none()
+        },
+    );
+    c.string(
+        setup,
+        p,
+        "runOptions",
+        false,
+        "one line of command-line options",
+        |s| is_plain_text(s, 1024),
+    );
+    c.string(setup, p, "appId", false, "decimal digits", |s| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+    });
+    if let Some(user) = c.object(setup, p, "user", false) {
+        let p = "acapPackageConf.setup.user";
+        c.string(user, p, "username", true, "a user name", |s| !s.is_empty());
+        c.string(user, p, "group", true, "a group name", |s| !s.is_empty());
+    }
+}
+
+fn check_configuration(c: &mut Checker, cfg: &Map<String, Value>) {
+    let p = "acapPackageConf.configuration";
+    c.unknown_keys(
+        cfg,
+        p,
+        &[
+            "settingPage",
+            "httpConfig",
+            "paramConfig",
+            "reverseProxy",
+            "containers",
+        ],
+    );
+    let Some(v) = cfg.get("paramConfig") else {
+        return;
+    };
+    let path = format!("{p}.paramConfig");
+    let Some(items) = v.as_array() else {
+        c.problem(
+            path,
+            format!("{} {}", type_name(v), render(v)),
+            "an array of {name, default, type} objects",
+        );
+        return;
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let ip = format!("{path}[{i}]");
+        let Some(obj) = item.as_object() else {
+            c.problem(
+                ip,
+                format!("{} {}", type_name(item), render(item)),
+                "an object {name, default, type}",
+            );
+            continue;
+        };
+        c.unknown_keys(obj, &ip, &["name", "default", "type"]);
+        let name = c.string(
+            obj,
+            &ip,
+            "name",
+            true,
+            "a letter, then letters and digits",
+            |s| {
+                s.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic())
+                    && s.chars().all(|ch| ch.is_ascii_alphanumeric())
+            },
+        );
+        if let Some(name) = name {
+            if seen.contains(&name) {
+                c.problem(
+                    format!("{ip}.name"),
+                    render(&Value::String(name.to_owned())),
+                    "a name no earlier paramConfig entry has",
+                );
+            }
+            seen.push(name);
+        }
+        c.string(obj, &ip, "default", true, "one line of text", |s| {
+            is_plain_text(s, 4096)
+        });
+        c.string(
+            obj,
+            &ip,
+            "type",
+            true,
+            "a parameter type: string, password, hidden:string, int[:min=..;max=..], \
+             bool:no,yes, enum:...",
+            |s| {
+                ["string", "password", "hidden:string", "hidden:password"].contains(&s)
+                    || s == "int"
+                    || s.starts_with("int:")
+                    || s.starts_with("bool:")
+                    || s.starts_with("enum:")
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn generated() -> Value {
+        serde_json::to_value(Manifest::earshot("0.1.0", Arch::Aarch64)).unwrap()
+    }
+
+    fn remove(v: &mut Value, path: &str) {
+        let (parent, leaf) = path.rsplit_once('.').unwrap_or(("", path));
+        let mut t = v;
+        for p in parent.split('.').filter(|p| !p.is_empty()) {
+            t = t.get_mut(p).unwrap();
+        }
+        t.as_object_mut().unwrap().remove(leaf).unwrap();
+    }
+
+    fn set(v: &mut Value, path: &str, new: Value) {
+        let mut t = v;
+        for p in path.split('.') {
+            t = t.get_mut(p).unwrap();
+        }
+        *t = new;
+    }
+
+    fn paths(problems: &[Problem]) -> Vec<&str> {
+        problems.iter().map(|p| p.path.as_str()).collect()
+    }
+
+    #[test]
+    fn generated_manifest_validates_and_round_trips() {
+        for arch in Arch::ALL {
+            let m = Manifest::earshot("1.2.3", arch);
+            let text = m.to_json_pretty();
+            assert!(text.ends_with("}\n"));
+            assert_eq!(Manifest::from_json(&text), Ok(m.clone()));
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["schemaVersion"], "1.7.1");
+            assert_eq!(v["acapPackageConf"]["setup"]["architecture"], arch.as_str());
+            assert_eq!(v["acapPackageConf"]["setup"]["runMode"], "respawn");
+            assert_eq!(v["acapPackageConf"]["setup"]["appName"], "earshot");
+            assert_eq!(
+                v["resources"]["linux"]["user"]["groups"],
+                json!(["pipewire"])
+            );
+            assert_eq!(
+                v["resources"]["dbus"]["requiredMethods"],
+                json!([GET_CREDENTIALS_METHOD])
+            );
+        }
+    }
+
+    #[test]
+    fn params_follow_device_settings() {
+        let m = Manifest::earshot("0.1.0", Arch::Armv7hf);
+        let settings = earshot::settings::DEVICE_SETTINGS;
+        assert_eq!(m.params().len(), settings.len());
+        for (p, s) in m.params().iter().zip(settings) {
+            assert_eq!(p.name, s.name);
+            assert_eq!(p.default, s.default);
+            assert_eq!(p.type_, s.kind.manifest_type());
+        }
+        let v = serde_json::to_value(&m).unwrap();
+        let first = &v["acapPackageConf"]["configuration"]["paramConfig"][0];
+        assert_eq!(first["name"], settings[0].name);
+        assert!(first["type"].is_string());
+    }
+
+    #[test]
+    fn each_required_field_missing_is_reported_by_path() {
+        for path in [
+            "schemaVersion",
+            "acapPackageConf",
+            "acapPackageConf.setup",
+            "acapPackageConf.setup.appName",
+            "acapPackageConf.setup.vendor",
+            "acapPackageConf.setup.version",
+            "acapPackageConf.setup.runMode",
+        ] {
+            let mut v = generated();
+            remove(&mut v, path);
+            let problems = validate(&v);
+            assert_eq!(paths(&problems), vec![path], "{problems:?}");
+            assert_eq!(problems[0].value, "missing");
+        }
+        let mut v = generated();
+        let entry = &mut v["acapPackageConf"]["configuration"]["paramConfig"][2];
+        for key in ["name", "default", "type"] {
+            entry.as_object_mut().unwrap().remove(key);
+        }
+        let problems = validate(&v);
+        let p = "acapPackageConf.configuration.paramConfig[2]";
+        assert_eq!(
+            paths(&problems),
+            vec![
+                format!("{p}.name"),
+                format!("{p}.default"),
+                format!("{p}.type")
+            ]
+        );
+    }
+
+    #[test]
+    fn each_field_mistyped_is_reported_by_path() {
+        for (path, bad) in [
+            ("schemaVersion", json!(1.7)),
+            ("acapPackageConf", json!([])),
+            ("acapPackageConf.setup", json!("earshot")),
+            ("acapPackageConf.setup.appName", json!(7)),
+            ("acapPackageConf.setup.vendor", json!(null)),
+            ("acapPackageConf.setup.version", json!([0, 1, 0])),
+            ("acapPackageConf.setup.runMode", json!(true)),
+            ("acapPackageConf.setup.architecture", json!({"a": 1})),
+            ("acapPackageConf.setup.friendlyName", json!(12)),
+            ("acapPackageConf.setup.embeddedSdkVersion", json!(3.0)),
+            ("acapPackageConf.configuration.paramConfig", json!({})),
+            ("resources.linux.user.groups", json!("pipewire")),
+            ("resources.dbus.requiredMethods", json!(5)),
+        ] {
+            let mut v = generated();
+            set(&mut v, path, bad.clone());
+            let problems = validate(&v);
+            assert_eq!(paths(&problems), vec![path], "{bad}: {problems:?}");
+            assert!(problems[0].value.contains(&bad.to_string()), "{problems:?}");
+        }
+        let mut v = generated();
+        v["acapPackageConf"]["configuration"]["paramConfig"][0]["default"] = json!(50);
+        v["resources"]["dbus"]["requiredMethods"][0] = json!(1);
+        let problems = validate(&v);
+        assert_eq!(
+            paths(&problems),
+            vec![
+                "acapPackageConf.configuration.paramConfig[0].default",
+                "resources.dbus.requiredMethods[0]"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_reported_all_at_once() {
+        let mut v = generated();
+        let s = "acapPackageConf.setup";
+        set(&mut v, &format!("{s}.appName"), json!("1earshot"));
+        set(&mut v, &format!("{s}.version"), json!("1.0"));
+        set(&mut v, &format!("{s}.runMode"), json!("always"));
+        set(&mut v, &format!("{s}.architecture"), json!("x86_64"));
+        set(&mut v, &format!("{s}.friendlyName"), json!("two\nlines"));
+        set(&mut v, &format!("{s}.vendor"), json!("Bad \"vendor\""));
+        v["acapPackageConf"]["setup"]["runmode"] = json!("respawn");
+        let problems = validate(&v);
+        assert_eq!(
+            paths(&problems),
+            vec![
+                "acapPackageConf.setup.runmode",
+                "acapPackageConf.setup.appName",
+                "acapPackageConf.setup.vendor",
+                "acapPackageConf.setup.version",
+                "acapPackageConf.setup.runMode",
+                "acapPackageConf.setup.architecture",
+                "acapPackageConf.setup.friendlyName",
+            ],
+            "{problems:#?}"
+        );
+        let run_mode = &problems[4];
+        assert_eq!(run_mode.value, "\"always\"");
+        assert!(run_mode.expected.contains("respawn"));
+        assert!(problems[0].to_string().contains("no such field"));
+    }
+
+    #[test]
+    fn app_name_and_version_rules() {
+        for ok in ["earshot", "ab", "A_1", "a2345678901234567890123456"] {
+            assert!(is_valid_app_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "e",
+            "_earshot",
+            "1abc",
+            "ear-shot",
+            "ear shot",
+            "a234567890123456789012345678",
+        ] {
+            assert!(!is_valid_app_name(bad), "{bad}");
+        }
+        assert_eq!(version_parts("0.1.0"), Some((0, 1, 0)));
+        assert_eq!(version_parts("10.20.30"), Some((10, 20, 30)));
+        for bad in [
+            "1",
+            "1.0",
+            "1.0.0.0",
+            "01.0.0",
+            "1.0.0-rc1",
+            "a.b.c",
+            "1..0",
+            "",
+        ] {
+            assert_eq!(version_parts(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn non_object_and_non_json_are_reported() {
+        assert_eq!(paths(&validate(&json!([1]))), vec!["$"]);
+        let errors = Manifest::from_json("{ nope").unwrap_err();
+        assert_eq!(errors[0].path, "$");
+        let errors = Manifest::from_json("{}").unwrap_err();
+        assert_eq!(paths(&errors), vec!["schemaVersion", "acapPackageConf"]);
+    }
+}
