@@ -246,8 +246,14 @@ const EXIT_BAD_INPUT: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Analyze(args) => analyze(args),
-        Command::Eval(args) => evaluate(args),
+        Command::Analyze(args) => {
+            init_batch_logging();
+            analyze(args)
+        }
+        Command::Eval(args) => {
+            init_batch_logging();
+            evaluate(args)
+        }
         Command::Run(args) => run(args),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", earshot::config::DEFAULT_CONFIG_TOML);
@@ -591,6 +597,20 @@ fn run_config(args: &RunArgs) -> Result<Config, ConfigErrors> {
             errors,
         })
     }
+}
+
+/// Logging of the batch commands (`analyze`, `eval`): warnings and errors on stderr, or what
+/// `RUST_LOG` asks for (e.g. `RUST_LOG=tract_linalg=info` shows the SIMD kernels tract picks).
+fn init_batch_logging() {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .init();
 }
 
 fn init_logging(config: &Config) {
