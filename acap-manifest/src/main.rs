@@ -36,7 +36,7 @@ enum Cmd {
         /// Device architecture.
         #[arg(long, value_enum)]
         target: Arch,
-        /// Output directory (default: <workspace>/target/acap).
+        /// Output directory (default: <workspace>/target/eap).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Use this executable instead of building one (for tests).
@@ -136,7 +136,7 @@ fn package(arch: Arch, out: Option<PathBuf>, binary: Option<PathBuf>) -> Result<
     };
     let bytes = eap::pack(&inputs.entries(), eap::source_date_epoch(&root))?;
 
-    let out = out.unwrap_or_else(|| root.join("target").join("acap"));
+    let out = out.unwrap_or_else(|| root.join("target").join("eap"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let path = out.join(eap::file_name(&info.earshot_version, arch));
     std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;

@@ -29,6 +29,11 @@ pub const VENDOR: &str = "Earshot";
 /// `acapPackageConf.setup.embeddedSdkVersion`: "3.0", the value for apps that need no
 /// pre-manifest firmware (schema 1.7.1 description of the field).
 pub const EMBEDDED_SDK_VERSION: &str = "3.0";
+/// `runOptions`: the arguments AXIS OS starts `earshot` with: the live daemon on the device's
+/// microphone node (`AudioDevice0Input0`, 48 kHz mono, through PipeWire; see
+/// `acap-platform.md`, "Audio capture"). Settings come from the app parameters.
+pub const RUN_OPTIONS: &str = "run --input pipewire:AudioDevice0Input0";
+
 /// The secondary group the app's dynamic user needs to capture audio through PipeWire
 /// (`../shared/handbook/acap-platform.md`, "Audio capture").
 pub const PIPEWIRE_GROUP: &str = "pipewire";
@@ -285,7 +290,7 @@ impl Manifest {
                     version: version.to_owned(),
                     run_mode: RunMode::Respawn,
                     architecture: Some(arch.into()),
-                    run_options: None,
+                    run_options: Some(RUN_OPTIONS.to_owned()),
                 },
                 configuration: Some(Configuration { param_config }),
             },

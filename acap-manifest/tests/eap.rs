@@ -37,7 +37,7 @@ fn find_eap(dir: &Path, arch: Arch) -> Option<PathBuf> {
 fn check_real_package(arch: Arch) {
     let dir = std::env::var_os("EARSHOT_EAP_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target").join("acap"));
+        .unwrap_or_else(|| workspace_root().join("target").join("eap"));
     let Some(path) = find_eap(&dir, arch) else {
         let msg = format!(
             "no earshot_*_{arch}.eap in {}: run `cargo run -p earshot-acap -- package --target \
