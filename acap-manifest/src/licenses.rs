@@ -181,6 +181,23 @@ pub fn from_metadata(metadata: &Value, root: &str) -> Result<BuildInfo, LicenseE
                 })
             })
     };
+    // The package binary is built with no features at all, so none of the root's optional
+    // dependencies is linked, even where the workspace's resolve (unified over every member,
+    // earshot-acap's own default-feature dependency on earshot included) lists them.
+    let root_optional: BTreeSet<String> = root_pkg
+        .get("dependencies")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|d| d.get("optional").and_then(Value::as_bool) == Some(true))
+        .filter_map(|d| {
+            let name = d
+                .get("rename")
+                .and_then(Value::as_str)
+                .or(d.get("name")?.as_str())?;
+            Some(name.replace('-', "_"))
+        })
+        .collect();
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     let mut stack = vec![root_id];
     while let Some(id) = stack.pop() {
@@ -210,7 +227,12 @@ pub fn from_metadata(metadata: &Value, root: &str) -> Result<BuildInfo, LicenseE
             let Some(pkg) = by_id.get(pkg_id) else {
                 continue;
             };
-            if normal && !is_proc_macro(pkg) {
+            let optional_of_root = id == root_id
+                && dep
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| root_optional.contains(n));
+            if normal && !is_proc_macro(pkg) && !optional_of_root {
                 stack.push(pkg_id);
             }
         }
