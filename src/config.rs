@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::actions::rules::{self, RuleConfig};
+use crate::actions::{ActionsConfig, CredentialSource, GpioLine};
 use crate::classes::EarshotClass;
 use crate::detector::LevelGate;
 use crate::detectors::{ClassSettings, DetectorConfig};
@@ -71,6 +73,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Event sinks.
     pub sinks: SinksConfig,
+    /// Action backends: VAPIX, GPIO, local playback.
+    pub actions: ActionsConfig,
+    /// `[[rules]]`: which events fire which actions.
+    pub rules: Vec<RuleConfig>,
 }
 
 /// `[input]`.
@@ -278,6 +284,8 @@ impl Default for Config {
             health: HealthConfig::default(),
             log: LogConfig::default(),
             sinks: SinksConfig::default(),
+            actions: ActionsConfig::default(),
+            rules: Vec::new(),
         }
     }
 }
@@ -821,7 +829,130 @@ impl Config {
             }
             queue(&mut c, &key("queue"), w.queue);
         }
+        self.validate_actions(&mut c);
+        crate::actions::rules::validate(
+            &self.rules,
+            &self.actions,
+            self.level.calibration_offset_db.is_some(),
+            &mut errors,
+        );
         errors
+    }
+
+    fn validate_actions(&self, c: &mut Check<'_>) {
+        let a = &self.actions;
+        c.range("actions.queue", a.queue as f64, 1.0, 10_000.0, "commands");
+        if let Some(v) = &a.vapix {
+            let lower = v.url.to_ascii_lowercase();
+            let rest = lower
+                .strip_prefix("http://")
+                .or_else(|| lower.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                c.fail(
+                    "actions.vapix.url",
+                    format!("{:?}", v.url),
+                    "expected the device's base URL, http://HOST[:PORT] or https://HOST[:PORT]",
+                );
+            }
+            c.range("actions.vapix.timeout_s", v.timeout_s, 0.1, 60.0, "s");
+            c.range("actions.vapix.retries", v.retries as f64, 0.0, 10.0, "");
+            c.range("actions.vapix.backoff_s", v.backoff_s, 0.0, 60.0, "s");
+            match v.credentials {
+                CredentialSource::Config => {
+                    if v.username.is_none() || v.password.is_none() {
+                        c.fail(
+                            "actions.vapix.username",
+                            v.username.as_deref().unwrap_or(""),
+                            "credentials = \"config\" needs both username and password",
+                        );
+                    }
+                }
+                CredentialSource::Dbus => {
+                    if v.username.is_some() || v.password.is_some() {
+                        c.fail(
+                            "actions.vapix.credentials",
+                            "\"dbus\"",
+                            "the D-Bus service account is used; remove username/password or \
+                             set credentials = \"config\"",
+                        );
+                    }
+                    if v.dbus_account.is_empty()
+                        || !v
+                            .dbus_account
+                            .chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_'))
+                    {
+                        c.fail(
+                            "actions.vapix.dbus_account",
+                            format!("{:?}", v.dbus_account),
+                            "expected letters, digits, '-' or '_'",
+                        );
+                    }
+                }
+            }
+            if let Some(ca) = &v.ca_file {
+                if !lower.starts_with("https://") {
+                    c.fail(
+                        "actions.vapix.ca_file",
+                        ca.display(),
+                        "only used with an https:// url",
+                    );
+                }
+            }
+        }
+        if let Some(g) = &a.gpio {
+            if g.outputs.is_empty() {
+                c.fail(
+                    "actions.gpio.outputs",
+                    "",
+                    "expected at least one output, e.g. [actions.gpio.outputs.1] line = 17",
+                );
+            }
+            for (port, line) in &g.outputs {
+                if port.is_empty() || port.len() > 32 {
+                    c.fail(
+                        "actions.gpio.outputs",
+                        format!("{port:?}"),
+                        "expected a port id of 1 to 32 characters",
+                    );
+                }
+                if let GpioLine::Name(n) = &line.line {
+                    if n.is_empty() {
+                        c.fail(
+                            &format!("actions.gpio.outputs.{port}.line"),
+                            "\"\"",
+                            "expected a line offset or a line name",
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(p) = &a.playback {
+            c.range("actions.playback.queue", p.queue as f64, 1.0, 100.0, "clips");
+            if p.device.is_empty() {
+                c.fail(
+                    "actions.playback.device",
+                    "\"\"",
+                    "expected an ALSA PCM name (default, hw:0,0, …)",
+                );
+            }
+            for (id, path) in &p.clips {
+                if rules::clip_is_path(id) {
+                    c.fail(
+                        &format!("actions.playback.clips.{id}"),
+                        "",
+                        "clip ids must not look like file paths (no '/', no .wav)",
+                    );
+                }
+                if !path.is_file() {
+                    c.fail(
+                        &format!("actions.playback.clips.{id}"),
+                        path.display(),
+                        "no such WAV file",
+                    );
+                }
+            }
+        }
     }
 
     /// The detector settings: each class's tuned defaults with this file's overrides.

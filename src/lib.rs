@@ -28,10 +28,12 @@
 //! | [`source`] | audio sources (file, stdin, ALSA) and the capture end of the SPSC ring |
 //! | [`events`] | the event envelope every sink receives, and its JSON schema |
 //! | [`sinks`] | JSON lines, MQTT, webhook, each behind a bounded queue on its own thread |
+//! | [`actions`] | rules that fire outputs, virtual inputs and clips (VAPIX, GPIO, local playback) |
 //! | [`run`] | the live pipeline: capture thread → ring → analysis → sinks |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod actions;
 pub mod analyze;
 pub mod audio_file;
 pub mod audioset;

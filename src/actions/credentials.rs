@@ -1,0 +1,1 @@
+//! VAPIX service-account credentials from D-Bus (to be written).

@@ -1,0 +1,1 @@
+//! The actions sink (to be written).

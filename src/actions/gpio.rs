@@ -1,0 +1,1 @@
+//! GPIO output backend (to be written).

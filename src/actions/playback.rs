@@ -1,0 +1,1 @@
+//! Local clip playback backend (to be written).

@@ -1,0 +1,1 @@
+//! VAPIX backend (to be written: see the actions issue).
