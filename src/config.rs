@@ -928,7 +928,13 @@ impl Config {
             }
         }
         if let Some(p) = &a.playback {
-            c.range("actions.playback.queue", p.queue as f64, 1.0, 100.0, "clips");
+            c.range(
+                "actions.playback.queue",
+                p.queue as f64,
+                1.0,
+                100.0,
+                "clips",
+            );
             if p.device.is_empty() {
                 c.fail(
                     "actions.playback.device",

@@ -54,6 +54,22 @@ enum Command {
     /// Check a configuration file, or print the commented default one.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Installers' tools for the actions of [[rules]].
+    #[command(subcommand)]
+    Action(ActionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ActionCommand {
+    /// Fire a rule's actions once, now, in order (outputs, virtual inputs, clips), ignoring its
+    /// trigger, schedule and cooldown; prints each action's outcome (exit 1 if any failed).
+    Test {
+        /// The rule's name.
+        rule: String,
+        /// Configuration file (TOML) with the rule and its [actions] backends.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,6 +275,7 @@ fn main() -> ExitCode {
             print!("{}", earshot::config::DEFAULT_CONFIG_TOML);
             ExitCode::SUCCESS
         }
+        Command::Action(ActionCommand::Test { rule, config }) => action_test(&rule, &config),
         Command::Config(ConfigCommand::Check { file }) => match Config::load(&file) {
             Ok(_) => {
                 println!("{}: OK", file.display());
@@ -634,6 +651,45 @@ fn init_logging(config: &Config) {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();
+    }
+}
+
+/// `earshot action test RULE --config FILE`.
+fn action_test(rule: &str, file: &std::path::Path) -> ExitCode {
+    let config = match Config::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    init_logging(&config);
+    let outcomes = match earshot::actions::dispatch::test_rule(&config, rule) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let mut failed = 0;
+    for (command, result) in &outcomes {
+        match result {
+            Ok(()) => println!("ok      {command}"),
+            Err(e) => {
+                failed += 1;
+                println!("FAILED  {command}: {e}");
+            }
+        }
+    }
+    println!(
+        "rule {rule}: {} of {} actions done",
+        outcomes.len() - failed,
+        outcomes.len()
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_ERROR)
     }
 }
 

@@ -530,7 +530,13 @@ pub fn validate(
         }
         for (key, v, lo, hi, unit) in [
             ("min_lafmax_dbfs", r.min_lafmax_dbfs, -120.0, 0.0, "dBFS"),
-            ("min_lafmax_db_spl", r.min_lafmax_db_spl, 0.0, 200.0, "dB SPL"),
+            (
+                "min_lafmax_db_spl",
+                r.min_lafmax_db_spl,
+                0.0,
+                200.0,
+                "dB SPL",
+            ),
         ] {
             let Some(v) = v else { continue };
             if !r.on.has_level() {
@@ -540,7 +546,11 @@ pub fn validate(
                     format!("{} events carry no level; remove it", r.on.name()),
                 );
             } else if !(v.is_finite() && (lo..=hi).contains(&v)) {
-                fail(k(key), v.to_string(), format!("expected {lo} to {hi} {unit}"));
+                fail(
+                    k(key),
+                    v.to_string(),
+                    format!("expected {lo} to {hi} {unit}"),
+                );
             }
         }
         if r.min_lafmax_db_spl.is_some() && !calibrated {
@@ -734,7 +744,9 @@ mod tests {
     fn clock_times_parse_and_refuse() {
         assert_eq!(ClockTime::parse("07:05").unwrap().minute(), 425);
         assert_eq!(ClockTime::parse("7:05").unwrap().minute(), 425);
-        for bad in ["24:00", "12:60", "12", "12:5", "-1:00", "ab:cd", "", "1:2:3", "+1:00"] {
+        for bad in [
+            "24:00", "12:60", "12", "12:5", "-1:00", "ab:cd", "", "1:2:3", "+1:00",
+        ] {
             assert!(ClockTime::parse(bad).is_err(), "{bad}");
         }
     }
@@ -745,7 +757,10 @@ mod tests {
         assert!(w.contains(Weekday::Fri, 22 * 60));
         assert!(w.contains(Weekday::Sat, 5 * 60 + 59));
         assert!(!w.contains(Weekday::Sat, 6 * 60));
-        assert!(!w.contains(Weekday::Fri, 5 * 60), "Friday morning is Thursday's night");
+        assert!(
+            !w.contains(Weekday::Fri, 5 * 60),
+            "Friday morning is Thursday's night"
+        );
         assert!(!w.contains(Weekday::Sat, 22 * 60));
         let day = window(&[Weekday::Mon, Weekday::Tue], "08:00", "18:00");
         assert!(day.contains(Weekday::Tue, 8 * 60));
@@ -753,5 +768,98 @@ mod tests {
         assert!(!day.contains(Weekday::Wed, 12 * 60));
         let all_day = window(&[], "00:00", "00:00");
         assert!(Weekday::ALL.iter().all(|d| all_day.contains(*d, 0)));
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match crate::config::Config::from_toml(text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn rules_are_checked_against_the_backends_and_named_by_key() {
+        let text = r#"
+[level]
+spl_summary_s = 60
+
+[actions.gpio.outputs.siren]
+line = 17
+
+[[rules]]
+name = "a"
+on = "glass_break"
+min_lafmax_db_spl = 90
+actions = [{ type = "output", port = "door", duration_ms = 0 }]
+
+[[rules]]
+name = "a"
+on = "audio_input_lost"
+min_score = 0.5
+actions = [{ type = "virtual_input", port = 3 }, { type = "clip", clip = 2 }]
+"#;
+        let p = problems(text);
+        let has = |needle: &str| p.iter().any(|e| e.contains(needle));
+        assert!(
+            has("rules[0].min_lafmax_db_spl: needs level.calibration_offset_db"),
+            "{p:#?}"
+        );
+        assert!(has("rules[0].actions[0].port = \"door\": not an output of [actions.gpio.outputs] (known: siren)"), "{p:#?}");
+        assert!(has("rules[0].actions[0].duration_ms = 0"), "{p:#?}");
+        assert!(
+            has("rules[1].name = \"a\": another rule has this name"),
+            "{p:#?}"
+        );
+        assert!(
+            has("rules[1].min_score = 0.5: audio_input_lost events carry no score"),
+            "{p:#?}"
+        );
+        assert!(
+            has("rules[1].actions[0].type = virtual input 3 on: no backend can do this"),
+            "{p:#?}"
+        );
+        assert!(
+            has("rules[1].actions[1].type = clip 2: no backend can do this"),
+            "{p:#?}"
+        );
+        assert_eq!(p.len(), 7, "{p:#?}");
+    }
+
+    #[test]
+    fn unknown_triggers_and_action_types_are_refused() {
+        let p = problems(
+            "[actions.vapix]\n[[rules]]\nname = \"x\"\non = \"glass\"\nactions = [{ type = \"siren\" }]\n",
+        );
+        assert!(
+            p.iter()
+                .any(|e| e.contains("rules[0].on") && e.contains("expected one of glass_break")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|e| e.contains("rules[0].actions") && e.contains("siren")),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn a_vapix_rule_with_a_pulse_and_a_clip_is_valid() {
+        let p = problems(
+            "[actions.vapix]\n[[rules]]\nname = \"glass-alarm\"\non = \"glass_break\"\n\
+             schedule = [{ days = [\"sat\", \"sun\"], from = \"00:00\", to = \"00:00\" }]\n\
+             actions = [{ type = \"output\", port = \"1\", duration_ms = 3000 }, { type = \"clip\", clip = \"2\", volume = 80 }, { type = \"stop_clip\" }]\n",
+        );
+        assert!(p.is_empty(), "{p:#?}");
+        let p = problems("[actions.vapix]\nusername = \"root\"\n");
+        assert!(
+            p.iter().any(|e| e.contains("actions.vapix.credentials")),
+            "{p:#?}"
+        );
+        let p = problems("[actions.vapix]\nurl = \"camera.local\"\n");
+        assert!(
+            p.iter()
+                .any(|e| e.contains("actions.vapix.url = \"camera.local\"")),
+            "{p:#?}"
+        );
     }
 }

@@ -239,7 +239,8 @@ fn run_sink(
     sink.close(deadline, stats);
 }
 
-/// Builds and starts every sink the configuration names, in order: JSON lines, MQTT, webhooks.
+/// Builds and starts every sink the configuration names, in order: JSON lines, MQTT, webhooks,
+/// and the actions of `[[rules]]` ([`crate::actions::dispatch::ActionsSink`]).
 ///
 /// # Errors
 /// A sink refused its settings (names the sink), or a thread could not start.
@@ -267,6 +268,9 @@ pub fn spawn_from_config(config: &crate::config::Config) -> Result<Vec<SinkHandl
     for w in &s.webhook {
         let sink = webhook::WebhookSink::new(w)?;
         out.push(spawn(Box::new(sink), w.queue)?);
+    }
+    if let Some(actions) = crate::actions::dispatch::ActionsSink::from_config(config)? {
+        out.push(spawn(Box::new(actions), config.actions.queue)?);
     }
     Ok(out)
 }
