@@ -1005,7 +1005,7 @@ mod tests {
             Some(Challenge::Digest(_))
         ));
         assert!(matches!(
-            pick_challenge(&[basic.clone()], true),
+            pick_challenge(std::slice::from_ref(&basic), true),
             Some(Challenge::Basic)
         ));
         assert!(pick_challenge(&[basic], false).is_none());
