@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod vapix_server;
+
 use std::path::PathBuf;
 
 /// `../shared` beside the repository: the YAMNet mirror and the evaluation audio.
