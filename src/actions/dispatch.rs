@@ -323,7 +323,7 @@ pub fn backends_for(
     let mut out: Vec<(Box<dyn Backend>, Vec<CommandKind>)> = Vec::new();
     for (name, kinds) in by_backend {
         let backend: Box<dyn Backend> = match (name, &a.vapix, &a.gpio, &a.playback) {
-            // WIRE-BACKENDS
+            ("vapix", Some(v), _, _) => Box::new(super::vapix::VapixBackend::new(v)?),
             _ => continue,
         };
         out.push((backend, kinds));
