@@ -279,7 +279,13 @@ impl Backend for GpioBackend {
             drop(shared);
             self.timer.wake.notify_all();
         }
-        tracing::debug!(rule, port, state = state.as_str(), ?duration_ms, "GPIO output set");
+        tracing::debug!(
+            rule,
+            port,
+            state = state.as_str(),
+            ?duration_ms,
+            "GPIO output set"
+        );
         Ok(())
     }
 
@@ -687,10 +693,7 @@ mod tests {
         let e = b
             .execute("r", &output("1", PortState::Closed, Some(10)))
             .unwrap_err();
-        assert!(
-            e.to_string().contains("earshot-no-such-gpiochip9"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("earshot-no-such-gpiochip9"), "{e}");
         b.close();
     }
 }
