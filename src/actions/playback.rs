@@ -58,7 +58,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::rules::clip_is_path;
-use super::{ActionError, Backend, Command, CommandKind, PlaybackConfig, PlaybackPolicy};
+use super::{ActionError, Backend, Command, CommandKind, PlaybackConfig};
 
 /// The longest clip accepted, seconds: a clip is held decoded in memory (4 bytes a sample).
 pub const MAX_CLIP_S: u64 = 600;
@@ -68,6 +68,7 @@ pub const PERIOD_MS: u32 = 20;
 
 /// A decoded clip: mono samples in `[-1, 1]` at `rate_hz`.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "alsa"), allow(dead_code))]
 struct Clip {
     /// The id the clip was asked for by (key or path), for logs.
     id: String,
@@ -244,6 +245,8 @@ impl Backend for PlaybackBackend {
                 reason: "the backend is closed".into(),
             });
         }
+        #[cfg(not(feature = "alsa"))]
+        let _ = rule;
         match command {
             #[cfg(feature = "alsa")]
             Command::Clip {
@@ -303,7 +306,8 @@ mod player {
     use alsa::pcm::{Access, Format, HwParams, IoFormat, PCM};
     use alsa::{Direction, ValueOr};
 
-    use super::{ActionError, Clip, PlaybackPolicy, PERIOD_MS};
+    use super::{ActionError, Clip, PERIOD_MS};
+    use crate::actions::PlaybackPolicy;
 
     /// Linux errno values ALSA returns (the crate forbids `unsafe`, so no `libc` here).
     const EINTR: i32 = 4;
@@ -721,5 +725,60 @@ mod player {
             Err(e) if e.errno() == EINTR || e.errno() == EAGAIN => Ok(true),
             Err(e) => Err(alsa_error(device, "snd_pcm_drain", &e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_names_the_device_or_says_alsa_is_missing() {
+        let config = PlaybackConfig {
+            device: "plughw:1".into(),
+            ..PlaybackConfig::default()
+        };
+        match PlaybackBackend::new(&config) {
+            Ok(b) => {
+                assert!(cfg!(feature = "alsa"));
+                assert_eq!(b.name(), "playback:plughw:1");
+                assert_eq!(b.kinds(), [CommandKind::Clip]);
+            }
+            Err(e) => {
+                assert!(cfg!(not(feature = "alsa")));
+                assert!(matches!(e, ActionError::Unsupported { .. }), "{e:?}");
+                assert!(e.to_string().contains("built without ALSA"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn unsupported_commands_and_unknown_clips() {
+        let Ok(mut b) = PlaybackBackend::new(&PlaybackConfig::default()) else {
+            return;
+        };
+        let e = b
+            .execute(
+                "r",
+                &Command::VirtualInput {
+                    port: 1,
+                    duration_s: None,
+                    deactivate: false,
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(e, ActionError::Unsupported { .. }), "{e:?}");
+        let e = b
+            .execute(
+                "r",
+                &Command::Clip {
+                    clip: "nope".into(),
+                    volume: None,
+                    repeat: 0,
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(e, ActionError::Unknown { .. }), "{e:?}");
+        b.close();
     }
 }
