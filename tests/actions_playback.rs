@@ -464,3 +464,22 @@ fn real_clip_smoke() {
         path.display()
     );
 }
+
+#[test]
+fn missing_device_is_logged_not_hung() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("beep.wav");
+    write_wav16(&wav, &tone(0.1, 0.5, 440.0));
+    let mut b = PlaybackBackend::new(&config(
+        "earshot_no_such_pcm".into(),
+        PlaybackPolicy::Queue,
+        &[("beep", &wav)],
+    ))
+    .unwrap();
+    b.start().unwrap();
+    // The command only queues the clip; the player fails to open the device and logs it.
+    b.execute("rule", &clip("beep", None, 0)).unwrap();
+    assert!(b.wait_idle(Duration::from_secs(5)), "the player hung");
+    b.execute("rule", &clip("beep", None, 0)).unwrap();
+    b.close();
+}

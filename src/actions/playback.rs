@@ -25,10 +25,14 @@
 //! | rate | the clip's rate (nearest; a device that sets another rate plays the clip at the wrong speed, which is logged: use `plughw:` or `default`, whose plug layer converts) |
 //! | period / buffer | 20 ms / 4 periods, nearest |
 //!
-//! It writes the clip one period at a time (the device paces the writes), `1 + repeat` times
-//! back to back, then drains the PCM (waits until the device has played it) and closes it.
-//! Failures (no such device, busy device, a write error) are logged at warn level on the
-//! player thread: the command has already returned. Underruns are recovered from.
+//! The PCM is opened in non-blocking mode, so a busy device fails at once rather than blocking
+//! the player (and with it `stop_clip` and `close`). The player writes the clip one period at a
+//! time, waiting for room in the device buffer (`snd_pcm_wait`: the device paces the writes),
+//! `1 + repeat` times back to back, then drains the PCM (waits until the device has played
+//! it) and closes it. It checks for a stop between writes and while it waits, so a stop takes
+//! effect within a period or two. Failures (no such device, busy device, a write error, a
+//! device that takes no frames for 5 s) are logged at warn level on the player thread: the
+//! command has already returned. Underruns are recovered from.
 //!
 //! **Volume**: `volume` percent scales the amplitude linearly: every sample is multiplied by
 //! `volume / 100` (50 % is −6 dB); `None` plays at 100 %, values above 100 are taken as 100.
@@ -303,7 +307,7 @@ mod player {
     use std::thread::JoinHandle;
     use std::time::{Duration, Instant};
 
-    use alsa::pcm::{Access, Format, HwParams, IoFormat, PCM};
+    use alsa::pcm::{Access, Format, HwParams, IoFormat, State as PcmState, PCM};
     use alsa::{Direction, ValueOr};
 
     use super::{ActionError, Clip, PERIOD_MS};
@@ -546,7 +550,9 @@ mod player {
             what: format!("opening ALSA PCM {device:?}"),
             reason: "the name contains a NUL byte".into(),
         })?;
-        let pcm = PCM::open(&name, Direction::Playback, false)
+        // Non-blocking: a busy device fails at once instead of blocking the player (and so
+        // stop and close) until it is free; the writes wait with `snd_pcm_wait`.
+        let pcm = PCM::open(&name, Direction::Playback, true)
             .map_err(|e| alsa_error(device, "snd_pcm_open (playback)", &e))?;
         let n = negotiate(&pcm, device, job.clip.rate_hz)?;
         tracing::debug!(
@@ -655,7 +661,8 @@ mod player {
         })
     }
 
-    /// Writes the clip `job.plays` times one period at a time, then drains.
+    /// Writes the clip `job.plays` times one period at a time, then drains. `Ok(false)`: stopped
+    /// (the PCM is dropped: what the device still holds is discarded).
     fn write_clip<S: Sample>(
         pcm: &PCM,
         device: &str,
@@ -666,35 +673,32 @@ mod player {
         let io = pcm
             .io_checked::<S>()
             .map_err(|e| alsa_error(device, "snd_pcm_io (sample format)", &e))?;
+        let stop = || {
+            let _ = pcm.drop();
+            Ok(false)
+        };
         let mut buf = vec![S::default(); n.period_frames * n.channels];
         for _ in 0..job.plays {
             for chunk in job.clip.samples.chunks(n.period_frames) {
                 if stopped() {
-                    // Discard what the device still holds: the clip stops now.
-                    let _ = pcm.drop();
-                    return Ok(false);
+                    return stop();
                 }
                 let len = chunk.len() * n.channels;
                 for (frame, &x) in buf[..len].chunks_exact_mut(n.channels).zip(chunk) {
                     frame.fill(S::from_scaled(x, job.gain));
                 }
                 let mut done = 0;
-                let mut stalled_since: Option<Instant> = None;
+                let mut waiting_since: Option<Instant> = None;
                 while done < len {
                     match io.writei(&buf[done..len]) {
-                        Ok(0) => {
-                            let since = *stalled_since.get_or_insert_with(Instant::now);
-                            if since.elapsed() > STALL_TIMEOUT {
-                                return Err(ActionError::Local {
-                                    what: format!("snd_pcm_writei on ALSA PCM {device:?}"),
-                                    reason: "the device takes no frames (stalled)".into(),
-                                });
-                            }
-                            let _ = pcm.wait(Some(PERIOD_MS * 2));
-                        }
-                        Ok(frames) => {
-                            stalled_since = None;
+                        Ok(frames) if frames > 0 => {
+                            waiting_since = None;
                             done += frames.saturating_mul(n.channels);
+                        }
+                        // The device buffer is full: wait for room (a period plays).
+                        Ok(_) => wait_for_room(pcm, device, &mut waiting_since)?,
+                        Err(e) if e.errno() == EAGAIN => {
+                            wait_for_room(pcm, device, &mut waiting_since)?
                         }
                         Err(e) if e.errno() == EPIPE => {
                             tracing::debug!(device, "playback underrun");
@@ -710,20 +714,66 @@ mod player {
                                 })?;
                             }
                         }
-                        Err(e) if e.errno() == EINTR || e.errno() == EAGAIN => {}
+                        Err(e) if e.errno() == EINTR => {}
                         Err(e) => return Err(alsa_error(device, "snd_pcm_writei", &e)),
+                    }
+                    if stopped() {
+                        return stop();
                     }
                 }
             }
         }
         if stopped() {
-            let _ = pcm.drop();
-            return Ok(false);
+            return stop();
         }
-        match pcm.drain() {
-            Ok(()) => Ok(true),
-            Err(e) if e.errno() == EINTR || e.errno() == EAGAIN => Ok(true),
-            Err(e) => Err(alsa_error(device, "snd_pcm_drain", &e)),
+        // Non-blocking drain: starts draining and returns EAGAIN while the device plays the
+        // rest; poll until it is done (or stopped).
+        let since = Instant::now();
+        loop {
+            match pcm.drain() {
+                Ok(()) => return Ok(true),
+                Err(e) if e.errno() == EAGAIN || e.errno() == EINTR => {}
+                Err(e) => return Err(alsa_error(device, "snd_pcm_drain", &e)),
+            }
+            if !matches!(pcm.state(), PcmState::Draining | PcmState::Running) {
+                return Ok(true);
+            }
+            if stopped() {
+                return stop();
+            }
+            if since.elapsed() > STALL_TIMEOUT + Duration::from_secs(10) {
+                return Err(ActionError::Local {
+                    what: format!("snd_pcm_drain on ALSA PCM {device:?}"),
+                    reason: "the device does not finish playing (stalled)".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(u64::from(PERIOD_MS / 2)));
+        }
+    }
+
+    /// Waits (up to two periods) until the device has room; fails once it has had none for
+    /// [`STALL_TIMEOUT`].
+    fn wait_for_room(
+        pcm: &PCM,
+        device: &str,
+        waiting_since: &mut Option<Instant>,
+    ) -> Result<(), ActionError> {
+        let since = *waiting_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > STALL_TIMEOUT {
+            return Err(ActionError::Local {
+                what: format!("snd_pcm_writei on ALSA PCM {device:?}"),
+                reason: format!(
+                    "the device took no frames for {} s (stalled)",
+                    STALL_TIMEOUT.as_secs()
+                ),
+            });
+        }
+        match pcm.wait(Some(PERIOD_MS * 2)) {
+            Ok(_) => Ok(()),
+            Err(e) if e.errno() == EINTR => Ok(()),
+            // An xrun or suspend shows at the next write, which recovers from it.
+            Err(e) if e.errno() == EPIPE || e.errno() == ESTRPIPE => Ok(()),
+            Err(e) => Err(alsa_error(device, "snd_pcm_wait", &e)),
         }
     }
 }
