@@ -324,6 +324,8 @@ pub fn backends_for(
     for (name, kinds) in by_backend {
         let backend: Box<dyn Backend> = match (name, &a.vapix, &a.gpio, &a.playback) {
             ("vapix", Some(v), _, _) => Box::new(super::vapix::VapixBackend::new(v)?),
+            ("gpio", _, Some(g), _) => Box::new(super::gpio::GpioBackend::new(g)?),
+            ("playback", _, _, Some(p)) => Box::new(super::playback::PlaybackBackend::new(p)?),
             _ => continue,
         };
         out.push((backend, kinds));
