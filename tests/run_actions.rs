@@ -111,7 +111,10 @@ fn run(config: &Path, input: &Path, realtime: bool) -> (Vec<(Instant, Value)>, S
     let mut lines = Vec::new();
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
-        lines.push((Instant::now(), serde_json::from_str(&line).expect("JSON line")));
+        lines.push((
+            Instant::now(),
+            serde_json::from_str(&line).expect("JSON line"),
+        ));
     }
     let code = child.wait().unwrap().code().unwrap_or(-1);
     (lines, err.join().unwrap(), code)
@@ -145,7 +148,10 @@ fn assert_one_pulse_and_one_clip(actions: &[&Recorded], auth: &str) {
         json!({"apiVersion":"1.0","method":"setStateSequence","params":{"port":"1","sequence":[{"state":"closed","time":3000},{"state":"open","time":0}]}})
     );
     let clip = actions[1];
-    assert_eq!((clip.method.as_str(), clip.path()), ("GET", "/axis-cgi/mediaclip.cgi"));
+    assert_eq!(
+        (clip.method.as_str(), clip.path()),
+        ("GET", "/axis-cgi/mediaclip.cgi")
+    );
     let q = clip.query();
     assert!(q.contains(&("action".into(), "play".into())), "{q:?}");
     assert!(q.contains(&("clip".into(), "2".into())), "{q:?}");
@@ -187,10 +193,16 @@ fn glass_break_pulses_output_1_and_plays_clip_2_once_per_cooldown() {
             after < Duration::from_secs(1) && before < Duration::from_millis(500),
             "request not within 1 s of the start event"
         );
-        assert!(r.at < starts[1], "the pulse came from the first glass break");
+        assert!(
+            r.at < starts[1],
+            "the pulse came from the first glass break"
+        );
     }
     assert!(stderr.contains("rule fired"), "{stderr}");
-    assert!(!stderr.contains(PASSWORD), "the password leaked into the log");
+    assert!(
+        !stderr.contains(PASSWORD),
+        "the password leaked into the log"
+    );
 }
 
 /// The same through Digest (a remote camera), chosen by the device's challenge (`auth = "auto"`),
@@ -210,7 +222,11 @@ fn digest_auth_end_to_end() {
     assert_eq!(glass_starts(&lines).len(), 2, "{stderr}");
     let requests = server.requests();
     let actions = actions_of(&requests);
-    assert!(actions[0].auth.as_deref().unwrap_or("").starts_with("digest"));
+    assert!(actions[0]
+        .auth
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("digest"));
     let auth = actions[0].auth.clone().unwrap();
     assert_one_pulse_and_one_clip(&actions, &auth);
 }

@@ -12,7 +12,7 @@
 //! counted as `suppressed`); cooldowns are per rule.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -390,6 +390,7 @@ mod tests {
     use super::*;
     use crate::classes::EarshotClass;
     use crate::events::{DetectionEvent, DetectionOnset, EventBody, EVENT_SCHEMA};
+    use std::sync::atomic::Ordering;
     use std::sync::Mutex;
 
     /// Records commands; serves outputs and clips.
