@@ -39,6 +39,12 @@ pub fn system_clock() -> LocalClock {
     })
 }
 
+/// A backend with the command kinds it serves.
+pub type RoutedBackend = (Box<dyn Backend>, Vec<CommandKind>);
+
+/// An action of `earshot action test` and how it went.
+pub type Outcome = (Command, Result<(), ActionError>);
+
 /// Counters of the actions, shared with the backend threads.
 #[derive(Debug, Default)]
 pub struct ActionStats {
@@ -78,7 +84,7 @@ struct Armed {
 pub struct ActionsSink {
     rules: Vec<Armed>,
     /// Backends not yet started (moved to `workers` by [`Sink::start`]).
-    pending: Vec<(Box<dyn Backend>, Vec<CommandKind>)>,
+    pending: Vec<RoutedBackend>,
     workers: Vec<Worker>,
     /// Which worker serves each command kind.
     route: BTreeMap<CommandKind, usize>,
@@ -93,7 +99,7 @@ impl ActionsSink {
     /// `clock` the schedules are checked with.
     pub fn new(
         rules: Vec<RuleConfig>,
-        backends: Vec<(Box<dyn Backend>, Vec<CommandKind>)>,
+        backends: Vec<RoutedBackend>,
         queue: usize,
         clock: LocalClock,
     ) -> Self {
@@ -306,7 +312,7 @@ fn run_backend(mut backend: Box<dyn Backend>, rx: Receiver<Job>, stats: &ActionS
 pub fn backends_for(
     config: &Config,
     rules: &[RuleConfig],
-) -> Result<Vec<(Box<dyn Backend>, Vec<CommandKind>)>, ActionError> {
+) -> Result<Vec<RoutedBackend>, ActionError> {
     let mut by_backend: BTreeMap<&'static str, Vec<CommandKind>> = BTreeMap::new();
     for r in rules {
         for c in r.commands() {
@@ -320,7 +326,7 @@ pub fn backends_for(
         }
     }
     let a = &config.actions;
-    let mut out: Vec<(Box<dyn Backend>, Vec<CommandKind>)> = Vec::new();
+    let mut out: Vec<RoutedBackend> = Vec::new();
     for (name, kinds) in by_backend {
         let backend: Box<dyn Backend> = match (name, &a.vapix, &a.gpio, &a.playback) {
             ("vapix", Some(v), _, _) => Box::new(super::vapix::VapixBackend::new(v)?),
@@ -339,10 +345,7 @@ pub fn backends_for(
 ///
 /// # Errors
 /// No rule has that name (the message lists the rules), or a backend refused its settings.
-pub fn test_rule(
-    config: &Config,
-    name: &str,
-) -> Result<Vec<(Command, Result<(), ActionError>)>, String> {
+pub fn test_rule(config: &Config, name: &str) -> Result<Vec<Outcome>, String> {
     let rule = config
         .rules
         .iter()
@@ -393,8 +396,10 @@ mod tests {
     use std::sync::atomic::Ordering;
     use std::sync::Mutex;
 
+    type Log = Arc<Mutex<Vec<(String, Command)>>>;
+
     /// Records commands; serves outputs and clips.
-    struct Recorder(Arc<Mutex<Vec<(String, Command)>>>);
+    struct Recorder(Log);
 
     impl Backend for Recorder {
         fn name(&self) -> String {
@@ -440,10 +445,7 @@ mod tests {
         Config::from_toml(&text).expect("valid").rules
     }
 
-    fn sink(
-        rules: Vec<RuleConfig>,
-        clock: (Weekday, u32),
-    ) -> (ActionsSink, Arc<Mutex<Vec<(String, Command)>>>) {
+    fn sink(rules: Vec<RuleConfig>, clock: (Weekday, u32)) -> (ActionsSink, Log) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut s = ActionsSink::new(
             rules,
