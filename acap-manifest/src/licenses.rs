@@ -452,7 +452,10 @@ mod tests {
             "alsa-sys",
             "tempfile",
             "tiny_http",
-            "sha2",
+            // Build-time only: earshot's dev-dependency and ring's C compiler driver (sha2 is
+            // linked since Digest auth, through digest_auth).
+            "assert_no_alloc",
+            "cc",
             "serde_derive",
             "earshot-dsp",
         ] {
