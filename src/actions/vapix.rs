@@ -66,6 +66,7 @@ use ureq::Agent;
 
 use super::{ActionError, Backend, Command, CommandKind, CredentialSource, HttpAuth, VapixConfig};
 use crate::config::Secret;
+use crate::sinks::webhook::basic_auth_header;
 
 /// The `User-Agent` of every request: `earshot/<crate version>`.
 pub const USER_AGENT: &str = concat!("earshot/", env!("CARGO_PKG_VERSION"));
@@ -882,29 +883,6 @@ fn backoff_delay(backoff_s: f64, retry: u32) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(MAX_WAIT)
 }
 
-/// `Basic <base64(user:password)>` (RFC 7617).
-fn basic_auth_header(user: &str, password: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = format!("{user}:{password}").into_bytes();
-    let mut out = String::from("Basic ");
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -980,10 +958,6 @@ mod tests {
         assert_eq!(xml_text(ok, "StateChanged").as_deref(), Some("true"));
         assert_eq!(xml_text("<a>", "a"), None);
         assert_eq!(redact("https://u:pw@cam:8443/x?y"), "https://cam:8443/x?y");
-        assert_eq!(
-            basic_auth_header("Aladdin", "open sesame"),
-            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
-        );
         assert_eq!(backoff_delay(0.5, 1), Duration::from_secs(1));
         assert_eq!(backoff_delay(f64::NAN, 1), Duration::ZERO);
     }

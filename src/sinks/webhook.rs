@@ -388,8 +388,9 @@ fn backoff_delay(backoff_s: f64, retry: u32) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(MAX_WAIT)
 }
 
-/// `Basic <base64(user:password)>`, the `Authorization` value of HTTP basic auth (RFC 7617).
-fn basic_auth_header(user: &str, password: &str) -> String {
+/// `Basic <base64(user:password)>`, the `Authorization` value of HTTP basic auth (RFC 7617);
+/// also used by the VAPIX backend.
+pub(crate) fn basic_auth_header(user: &str, password: &str) -> String {
     format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
 }
 
