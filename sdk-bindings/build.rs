@@ -5,11 +5,11 @@
 //!   OUT_DIR, with the options of `gen/options.rs`; otherwise the committed `src/bindings.rs`
 //!   is used and `EARSHOT_AXSDK_LIB_DIR` may name a directory to link against (stub libraries
 //!   for `check-device-link.sh`).
-//! * Host builds (no `device`): compile the C test double `tests/double/axsdk_double.c` into
-//!   `libearshot_axsdk_double.a` in OUT_DIR and only add OUT_DIR to the search path. Nothing
-//!   links it except this crate's own tests (`#[link]` under `cfg(test)` and in tests/), so a
-//!   host binary can never pick up the fake SDK by accident. Build scripts do not see
-//!   `cfg(test)`, hence the (cheap) unconditional compile.
+//! * Feature `double` (host builds; only dev-dependencies enable it, so only test builds get
+//!   it): compile the C test double `tests/double/axsdk_double.c` into
+//!   `libearshot_axsdk_double.a` in OUT_DIR and link it in place of the SDK. A host binary
+//!   built without it cannot pick up the fake SDK by accident.
+//! * Neither: nothing is linked; calling the FFI fails to link, by design.
 
 use std::{env, error::Error, path::PathBuf};
 
@@ -32,8 +32,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let out = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR not set")?);
     if env::var_os("CARGO_FEATURE_DEVICE").is_some() {
         device(&out)
-    } else {
+    } else if env::var_os("CARGO_FEATURE_DOUBLE").is_some() {
         test_double(&out)
+    } else {
+        Ok(())
     }
 }
 
@@ -86,7 +88,6 @@ fn test_double(out: &std::path::Path) -> Result<(), Box<dyn Error>> {
         .warnings(true)
         .extra_warnings(true)
         .flag_if_supported("-std=c11")
-        // No cargo:rustc-link-lib: only the tests link the double (see the module doc).
         .cargo_metadata(false);
     // Under `RUSTFLAGS=-Zsanitizer=address` instrument the double as well.
     let rustflags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
@@ -97,5 +98,6 @@ fn test_double(out: &std::path::Path) -> Result<(), Box<dyn Error>> {
     }
     build.try_compile("earshot_axsdk_double")?;
     println!("cargo:rustc-link-search=native={}", out.display());
+    println!("cargo:rustc-link-lib=static=earshot_axsdk_double");
     Ok(())
 }

@@ -35,7 +35,7 @@ EARSHOT_AXSDK_LIB_DIR="$stubs" RUSTC="${RUSTC:-/usr/bin/rustc}" \
 bin="${CARGO_TARGET_DIR:-$here/../target}/$target/release/examples/device_smoke"
 
 echo "undefined ax_*/g_* symbols of $bin:"
-aarch64-linux-gnu-nm -D --undefined-only "$bin" | grep -E ' (ax_|g_(free|error_free|list_free)$)' || true
+aarch64-linux-gnu-nm -D --undefined-only "$bin" | grep -E ' (ax_|g_(free|error_free|list_free|main_context_iteration)$)' || true
 echo "NEEDED:"
 aarch64-linux-gnu-readelf -d "$bin" | grep NEEDED
 

@@ -41,6 +41,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         EventKind::Stateful,
         Some(Box::new(|id| println!("declaration {id} complete"))),
     )?;
+    // Let the main context deliver the declaration-complete and parameter callbacks.
+    earshot_sdk::main_context::dispatch_pending(16);
     declaration.send_state(true, topics)?;
     declaration.send_state(false, topics)?;
     declaration.undeclare()?;

@@ -55,6 +55,13 @@ void g_free(gpointer mem);
 void g_error_free(GError *error);
 void g_list_free(GList *list);
 
+/* Opaque; NULL names the global default context, where axevent and axparameter dispatch their
+ * callbacks (declaration complete, parameter changed) (glib/gmain.h). */
+typedef struct _GMainContext GMainContext;
+/* Runs one iteration of `context`: dispatches the event sources that are ready. With
+ * may_block FALSE it never waits. Returns TRUE if a source was dispatched (glib/gmain.h). */
+gboolean g_main_context_iteration(GMainContext *context, gboolean may_block);
+
 /* ---- axevent (axsdk/axevent.h) ---- */
 
 /* Value types of a key in an AXEventKeyValueSet (ax_event_key_value_set.h). */

@@ -40,6 +40,18 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub fn g_list_free(list: *mut GList);
 }
+#[repr(C)]
+#[derive(Debug)]
+pub struct _GMainContext {
+    _unused: [u8; 0],
+}
+pub type GMainContext = _GMainContext;
+unsafe extern "C" {
+    pub fn g_main_context_iteration(
+        context: *mut GMainContext,
+        may_block: gboolean,
+    ) -> gboolean;
+}
 pub const AXEventValueType_AX_VALUE_TYPE_INT: AXEventValueType = 0;
 pub const AXEventValueType_AX_VALUE_TYPE_BOOL: AXEventValueType = 1;
 pub const AXEventValueType_AX_VALUE_TYPE_DOUBLE: AXEventValueType = 2;

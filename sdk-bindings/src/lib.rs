@@ -12,15 +12,17 @@
 //! The objects are neither `Send` nor `Sync`: the SDK runs its callbacks on the thread of the
 //! GLib main loop, and nothing in its documentation promises more.
 //!
-//! Without the `device` feature nothing links the SDK: only this crate's tests link the C test
-//! double (`tests/double/axsdk_double.c`). A host binary that calls these functions without
-//! `device` fails to link, by design.
+//! Without the `device` feature nothing links the SDK: only builds with the `double` feature,
+//! which only dev-dependencies enable (this crate's tests, the `earshot` crate's tests), link
+//! the C test double (`tests/double/axsdk_double.c`) and get the `double` module to inspect it. A host
+//! binary that calls these functions without either fails to link, by design.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
 
 mod callback;
 pub mod error;
 pub mod event;
+pub mod main_context;
 pub mod parameter;
 
 pub use error::{Error, Result};
@@ -45,11 +47,5 @@ pub mod sys {
     include!("bindings.rs");
 }
 
-// The crate's own unit tests link the C test double (built by build.rs into OUT_DIR).
-#[cfg(all(test, not(feature = "device")))]
-#[link(
-    name = "earshot_axsdk_double",
-    kind = "static",
-    modifiers = "+whole-archive"
-)]
-unsafe extern "C" {}
+#[cfg(all(feature = "double", not(feature = "device")))]
+pub mod double;

@@ -1,12 +1,10 @@
 //! The axevent wrappers against the C test double.
 #![cfg(not(feature = "device"))]
 
-mod double;
-
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use double::{Declared, Double, Sent};
+use earshot_sdk::double::{Declared, Double, Sent};
 use earshot_sdk::event::{EventHandler, EventKind, KeyValueSet};
 use earshot_sdk::{sys, Error};
 

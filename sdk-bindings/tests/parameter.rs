@@ -1,12 +1,10 @@
 //! The axparameter wrapper against the C test double.
 #![cfg(not(feature = "device"))]
 
-mod double;
-
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use double::Double;
+use earshot_sdk::double::Double;
 use earshot_sdk::parameter::Parameters;
 use earshot_sdk::Error;
 
@@ -150,4 +148,43 @@ fn a_panicking_change_callback_stays_in_rust() {
     assert!(params.register_callback("Mode", |_, _| {}).is_err());
     assert!(!params.unregister_callback("Mode"));
     assert_eq!(double.live_errors(), 0);
+}
+
+#[test]
+fn queued_changes_arrive_through_the_main_context_on_the_iterating_thread() {
+    let double = Double::take();
+    double.seed_param("Threshold", "0.5");
+    double.seed_param("Mode", "glass");
+    let changes = Rc::new(RefCell::new(Vec::new()));
+    let mut params = Parameters::new("Earshot").unwrap();
+    for name in ["Threshold", "Mode"] {
+        let seen = changes.clone();
+        params
+            .register_callback(name, move |name, value| {
+                seen.borrow_mut().push(format!("{name}={value}"))
+            })
+            .unwrap();
+    }
+    // Queued from another thread, as the device's D-Bus signal would arrive.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            double.queue_change("Mode", "gunshot");
+            double.queue_change("Threshold", "0.8");
+        });
+    });
+    assert!(changes.borrow().is_empty(), "nothing runs before the context is iterated");
+    assert_eq!(double.queued_changes(), 2);
+    assert_eq!(earshot_sdk::main_context::dispatch_pending(1), 1, "at most one iteration");
+    assert_eq!(*changes.borrow(), ["root.Earshot.Mode=gunshot"]);
+    assert_eq!(earshot_sdk::main_context::dispatch_pending(16), 1, "then it is idle");
+    assert_eq!(
+        *changes.borrow(),
+        ["root.Earshot.Mode=gunshot", "root.Earshot.Threshold=0.8"]
+    );
+    assert_eq!(double.param_value("Threshold").as_deref(), Some("0.8"));
+    assert_eq!(double.queued_changes(), 0);
+    assert_eq!(double.iterations(), 3, "two dispatched, one found nothing");
+    assert_eq!(earshot_sdk::main_context::dispatch_pending(0), 0);
+    drop(params);
+    assert_eq!(double.live_allocs(), 0);
 }

@@ -1,6 +1,6 @@
 /*
  * axsdk_double.c - a C test double of the axevent/axparameter subset declared in
- * include/earshot_axsdk.h, plus the three GLib functions it declares. Host tests only.
+ * include/earshot_axsdk.h, plus the four GLib functions it declares. Host tests only.
  *
  * It behaves as the SDK documents (ownership, GError on failure, copies of key-value sets) and
  * records every call in a global log that the Rust tests read through the double_* functions
@@ -11,6 +11,7 @@
 #define _POSIX_C_SOURCE 200809L /* strdup */
 #include "earshot_axsdk.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -527,6 +528,43 @@ void ax_parameter_unregister_callback(AXParameter *parameter, const gchar *name)
   }
 }
 
+/* ---- GLib main context ---- */
+
+/* Parameter changes queued by double_param_queue_change, delivered by g_main_context_iteration
+ * as the device's main loop delivers axparameter's D-Bus signals. The only thread-safe part of
+ * the double: a test may queue while the code under test iterates on its own thread. */
+static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct param queued[MAX_PARAMS];
+static int n_queued;
+static int iterations;
+
+int double_complete_declarations(void);
+int double_param_external_change(const char *name, const char *value);
+
+/* One iteration of the default context: completes pending declarations and delivers the
+ * oldest queued parameter change. Never blocks. TRUE if anything was dispatched. */
+gboolean g_main_context_iteration(GMainContext *context, gboolean may_block) {
+  (void)context;
+  (void)may_block;
+  iterations++;
+  int dispatched = double_complete_declarations() > 0;
+  struct param change;
+  int have = 0;
+  pthread_mutex_lock(&queue_lock);
+  if (n_queued > 0) {
+    change = queued[0];
+    memmove(&queued[0], &queued[1], (size_t)(n_queued - 1) * sizeof queued[0]);
+    n_queued--;
+    have = 1;
+  }
+  pthread_mutex_unlock(&queue_lock);
+  if (have) {
+    double_param_external_change(change.name, change.value);
+    dispatched = 1;
+  }
+  return dispatched;
+}
+
 /* ---- the tests' side ---- */
 
 void double_reset(void) {
@@ -536,11 +574,15 @@ void double_reset(void) {
   n_undeclared = 0;
   next_id = 1;
   callbacks_returned = 0;
+  iterations = 0;
   fail_function[0] = '\0';
   n_seeds = 0;
   n_sets = 0;
   last_do_sync = -1;
   current = NULL;
+  pthread_mutex_lock(&queue_lock);
+  n_queued = 0;
+  pthread_mutex_unlock(&queue_lock);
 }
 
 /* The next call of `function` fails with a GError (code, message) of the function's domain. */
@@ -627,3 +669,28 @@ int double_param_external_change(const char *name, const char *value) {
   }
   return ran;
 }
+
+/* A change from outside the app, delivered by the next g_main_context_iteration (on whatever
+ * thread iterates). Thread-safe. Returns 0 when the queue is full. */
+int double_param_queue_change(const char *name, const char *value) {
+  pthread_mutex_lock(&queue_lock);
+  int ok = n_queued < MAX_PARAMS;
+  if (ok) {
+    snprintf(queued[n_queued].name, sizeof queued[n_queued].name, "%s", name);
+    snprintf(queued[n_queued].value, sizeof queued[n_queued].value, "%s", value);
+    n_queued++;
+  }
+  pthread_mutex_unlock(&queue_lock);
+  return ok;
+}
+
+/* Queued changes not yet delivered (thread-safe). */
+int double_param_queued(void) {
+  pthread_mutex_lock(&queue_lock);
+  int n = n_queued;
+  pthread_mutex_unlock(&queue_lock);
+  return n;
+}
+
+/* Calls of g_main_context_iteration since the last reset. */
+int double_iterations(void) { return iterations; }

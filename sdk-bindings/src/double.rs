@@ -1,16 +1,18 @@
-//! The Rust side of the C test double (tests/double/axsdk_double.c): its log, failure
-//! injection, and a lock that serialises the tests (the double's log is global).
-
-#![allow(dead_code)]
+//! The Rust side of the C test double (`tests/double/axsdk_double.c`): its log, failure
+//! injection, queued parameter changes, and a lock that serialises the tests (the double's log
+//! is global).
+//!
+//! Only with the `double` feature, which only dev-dependencies enable (this crate's tests and
+//! the `earshot` crate's tests): build.rs then compiles the double and links it in place of
+//! the SDK. The double is not thread-safe except [`Double::queue_change`]: the code under test
+//! may call the SDK on its own thread while the test holds the [`Double`], as long as the test
+//! reads the log only after that thread has stopped.
+#![allow(missing_docs)]
 
 use std::ffi::{c_char, c_int, c_long, c_uint, CStr, CString};
 use std::sync::{Mutex, MutexGuard};
 
-#[link(
-    name = "earshot_axsdk_double",
-    kind = "static",
-    modifiers = "+whole-archive"
-)]
+// Linked by build.rs (`double` feature).
 unsafe extern "C" {
     fn double_reset();
     fn double_fail_next(function: *const c_char, code: c_int, message: *const c_char);
@@ -37,6 +39,9 @@ unsafe extern "C" {
     fn double_param_set_count() -> c_int;
     fn double_param_last_do_sync() -> c_int;
     fn double_param_external_change(name: *const c_char, value: *const c_char) -> c_int;
+    fn double_param_queue_change(name: *const c_char, value: *const c_char) -> c_int;
+    fn double_param_queued() -> c_int;
+    fn double_iterations() -> c_int;
 }
 
 static LOCK: Mutex<()> = Mutex::new(());
@@ -185,5 +190,25 @@ impl Double {
         let (n, v) = (c(name), c(value));
         // SAFETY: NUL-terminated strings; registered callbacks' user data are alive.
         unsafe { double_param_external_change(n.as_ptr(), v.as_ptr()) }
+    }
+
+    /// A change from outside the app, delivered to the registered callbacks by the next
+    /// `g_main_context_iteration` on whatever thread iterates. Thread-safe.
+    pub fn queue_change(&self, name: &str, value: &str) {
+        let (n, v) = (c(name), c(value));
+        // SAFETY: NUL-terminated strings, copied under the double's queue lock.
+        assert_eq!(unsafe { double_param_queue_change(n.as_ptr(), v.as_ptr()) }, 1);
+    }
+
+    /// Queued changes not delivered yet. Thread-safe.
+    pub fn queued_changes(&self) -> i32 {
+        // SAFETY: no preconditions; reads under the queue lock.
+        unsafe { double_param_queued() }
+    }
+
+    /// Calls of `g_main_context_iteration` since [`Double::take`].
+    pub fn iterations(&self) -> i32 {
+        // SAFETY: no preconditions.
+        unsafe { double_iterations() }
     }
 }
