@@ -42,6 +42,8 @@ pub mod classifier;
 pub mod config;
 pub mod detector;
 pub mod detectors;
+#[cfg(feature = "axsdk")]
+pub mod device;
 pub mod eval;
 pub mod events;
 pub mod evidence;

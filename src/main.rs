@@ -83,7 +83,7 @@ enum ConfigCommand {
     Default,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct RunArgs {
     /// Configuration file (TOML).
     #[arg(long, short, value_name = "FILE")]
@@ -139,6 +139,13 @@ struct RunArgs {
     /// Log filter (log.level), e.g. `debug` or `earshot=debug,warn`.
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+
+    /// On an Axis device: settings from the app parameters (laid over --config, under the
+    /// flags; changes apply while running) and events to the device's event system. Needs a
+    /// build with the `device` feature (the ACAP package built with Axis's SDK).
+    #[cfg(feature = "axsdk")]
+    #[arg(long)]
+    device: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -527,10 +534,15 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
 
 /// The configuration of `earshot run`: the file (or the defaults), then the flags, validated.
 fn run_config(args: &RunArgs) -> Result<Config, ConfigErrors> {
-    let mut config = match &args.config {
+    let config = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    with_flags(config, args)
+}
+
+/// `config` with the command line's flags applied, validated.
+fn with_flags(mut config: Config, args: &RunArgs) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let flag_error = |key: &str, value: &str, expected: &str| earshot::config::ConfigError {
         key: key.to_owned(),
@@ -702,6 +714,18 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     init_logging(&config);
+    #[cfg(feature = "axsdk")]
+    let (config, device) = if args.device {
+        match start_device(&args) {
+            Ok((device, config)) => (config, Some(device)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the device integration");
+                return ExitCode::from(EXIT_ERROR);
+            }
+        }
+    } else {
+        (config, None)
+    };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while stopping exits at once (exit code 1).
@@ -728,28 +752,94 @@ fn run(args: RunArgs) -> ExitCode {
             }
         },
     };
-    let source = match earshot::source::open(&config.input.source, config.input.realtime) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the input");
-            return ExitCode::from(EXIT_BAD_INPUT);
+    // Each pass runs until the input ends, a signal, or (with --device) a settings change
+    // that the running pipeline cannot take live; then the next pass starts with it.
+    let mut config = config;
+    loop {
+        let source = match earshot::source::open(&config.input.source, config.input.realtime) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the input");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        };
+        #[allow(unused_mut)]
+        let mut sinks = match earshot::sinks::spawn_from_config(&config) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the sinks");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        };
+        #[allow(unused_mut)]
+        let mut updates = None;
+        #[cfg(feature = "axsdk")]
+        if let Some(d) = &device {
+            match earshot::sinks::SinkHandle::spawn(
+                Box::new(d.event_sink()),
+                earshot::device::QUEUE,
+            ) {
+                Ok(h) => sinks.push(h),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the device event sink");
+                    return ExitCode::from(EXIT_ERROR);
+                }
+            }
+            updates = Some(d.updates());
+        }
+        if sinks.is_empty() {
+            tracing::warn!("no sink configured: events are only logged (add --jsonl -, --mqtt or a [sinks] section)");
+        }
+        let result = earshot::run::run_with_updates(
+            &config,
+            &mut classifier,
+            source,
+            sinks,
+            stop.clone(),
+            updates,
+        );
+        match result {
+            Ok(report) => match report.restart_with {
+                Some(next) if !stop.load(std::sync::atomic::Ordering::Relaxed) => {
+                    tracing::info!("restarting the pipeline with the new settings");
+                    config = *next;
+                }
+                _ => return ExitCode::SUCCESS,
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "run failed");
+                return ExitCode::from(EXIT_ERROR);
+            }
+        }
+    }
+}
+
+/// `run --device`: the device thread, and the configuration from the app parameters laid
+/// over `--config` and under the flags.
+#[cfg(feature = "axsdk")]
+fn start_device(
+    args: &RunArgs,
+) -> Result<(earshot::device::Device, Config), Box<dyn std::error::Error>> {
+    let base_toml = match &args.config {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => String::new(),
+    };
+    let flags = args.clone();
+    let overlay = move |c: &mut Config| {
+        // The flags were validated with the file at start; re-applied over every parameter
+        // change they keep precedence. A combination they make invalid is logged and the
+        // parameters' configuration is used as is.
+        match with_flags(c.clone(), &flags) {
+            Ok(with) => *c = with,
+            Err(e) => {
+                tracing::warn!(error = %e, "command-line flags not applied over the app parameters")
+            }
         }
     };
-    let sinks = match earshot::sinks::spawn_from_config(&config) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the sinks");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
-    if sinks.is_empty() {
-        tracing::warn!("no sink configured: events are only logged (add --jsonl -, --mqtt or a [sinks] section)");
-    }
-    match earshot::run::run(&config, &mut classifier, source, sinks, stop) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "run failed");
-            ExitCode::from(EXIT_ERROR)
-        }
-    }
+    let (device, config) = earshot::device::Device::start(earshot::device::DeviceOptions {
+        app_name: earshot::device::APP_NAME.to_owned(),
+        base_toml,
+        overlay: Box::new(overlay),
+    })?;
+    Ok((device, config))
 }

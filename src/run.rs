@@ -18,6 +18,7 @@
 //! deliver what they hold.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -68,6 +69,9 @@ pub struct RunReport {
     pub health: Health,
     /// Sinks that did not finish within the flush timeout.
     pub sinks_not_flushed: Vec<String>,
+    /// Set when the run ended for new settings it could not take live
+    /// ([`run_with_updates`]): run again with this configuration.
+    pub restart_with: Option<Box<Config>>,
 }
 
 /// Emits events: stamps them and offers them to every sink; logs the ones operators care about.
@@ -174,10 +178,37 @@ pub fn run(
     config: &Config,
     classifier: &mut Classifier,
     source: Box<dyn Source>,
-    mut sinks: Vec<SinkHandle>,
+    sinks: Vec<SinkHandle>,
     stop: Arc<AtomicBool>,
 ) -> Result<RunReport, RunError> {
+    run_with_updates(config, classifier, source, sinks, stop, None)
+}
+
+/// [`run`], taking new configurations from `updates` while running (the device's app
+/// parameters, a settings page); each must be validated.
+///
+/// A change of the detectors' settings only (`[detectors]`: sensitivity, enabled, ...) applies
+/// at once: detections in progress end at the current sample (their stop events are sent) and
+/// the detectors go on with the new settings; the level meters, background estimate and
+/// classifier keep their state. Any other change (sinks, level settings, input, rules) ends
+/// the run as the end of input does (stops sent, sinks flushed) and returns it in
+/// [`RunReport::restart_with`] for the caller to run again with.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with_updates(
+    config: &Config,
+    classifier: &mut Classifier,
+    source: Box<dyn Source>,
+    mut sinks: Vec<SinkHandle>,
+    stop: Arc<AtomicBool>,
+    updates: Option<&Receiver<Config>>,
+) -> Result<RunReport, RunError> {
     let started = Instant::now();
+    // The capture thread's stop: `stop` (signals) or a restart for new settings.
+    let stop_capture = Arc::new(AtomicBool::new(false));
+    let mut current = config.clone();
+    let mut restart_with: Option<Box<Config>> = None;
     let info = source.info().clone();
     let rate = info.sample_rate_hz;
     let detector_config = config.detector_config();
@@ -194,7 +225,7 @@ pub fn run(
         ring_frames,
         info.live,
         Arc::clone(&counters),
-        Arc::clone(&stop),
+        Arc::clone(&stop_capture),
     );
     let ring_frames = ring.capacity().get();
     let capture = {
@@ -260,13 +291,40 @@ pub fn run(
     };
 
     loop {
+        if stop.load(Ordering::Relaxed) {
+            stop_capture.store(true, Ordering::Relaxed);
+        }
+        if let Some(next) = updates.and_then(|rx| rx.try_iter().last()) {
+            if needs_restart(&current, &next) {
+                tracing::info!("new settings need a restart of the pipeline");
+                restart_with = Some(Box::new(next));
+                stop_capture.store(true, Ordering::Relaxed);
+                break;
+            }
+            if next.detector_config() != current.detector_config() {
+                match DetectorBank::new(rate, &next.detector_config()) {
+                    Ok(new_bank) => {
+                        let t = samples as f64 / rate as f64;
+                        bank.finish(t, &mut done, &mut |be| emitter.bank_event(be, t));
+                        done.clear();
+                        bank = new_bank;
+                        tracing::info!(
+                            audio_s = format_args!("{t:.2}"),
+                            "detector settings applied"
+                        );
+                    }
+                    Err(e) => tracing::warn!(error = %e, "new detector settings refused"),
+                }
+            }
+            current = next;
+        }
         let n = ring.pop_slice(&mut buf);
         if n == 0 {
             let ended = counters.ended.load(Ordering::Acquire);
             if ended && ring.is_empty() {
                 break;
             }
-            if stop.load(Ordering::Relaxed) {
+            if stop_capture.load(Ordering::Relaxed) {
                 // A source blocked in a read (stdin with no writer) is left behind after 1 s.
                 let since = *stop_seen.get_or_insert_with(Instant::now);
                 if since.elapsed() > Duration::from_secs(1) && ring.is_empty() {
@@ -302,6 +360,7 @@ pub fn run(
             if let Err(e) = r {
                 pipeline_error = Some(e.to_string());
                 stop.store(true, Ordering::Relaxed);
+                stop_capture.store(true, Ordering::Relaxed);
                 break;
             }
             done.clear();
@@ -340,6 +399,13 @@ pub fn run(
     emitter.emit(EventBody::Health(last), duration_s);
     let events = emitter.count;
 
+    if restart_with.is_some() {
+        // The next pass opens the input again: let this one release it first.
+        let until = Instant::now() + Duration::from_secs(2);
+        while !capture.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     let source_result = if capture.is_finished() {
         capture.join().unwrap_or(Ok(()))
     } else {
@@ -388,7 +454,15 @@ pub fn run(
         events,
         health,
         sinks_not_flushed,
+        restart_with,
     })
+}
+
+/// True when `next` differs from `current` in more than the detectors' settings.
+fn needs_restart(current: &Config, next: &Config) -> bool {
+    let mut same_detectors = next.clone();
+    same_detectors.detectors = current.detectors.clone();
+    same_detectors != *current
 }
 
 /// When a level event was decided, on the audio clock.

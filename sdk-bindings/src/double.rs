@@ -197,7 +197,10 @@ impl Double {
     pub fn queue_change(&self, name: &str, value: &str) {
         let (n, v) = (c(name), c(value));
         // SAFETY: NUL-terminated strings, copied under the double's queue lock.
-        assert_eq!(unsafe { double_param_queue_change(n.as_ptr(), v.as_ptr()) }, 1);
+        assert_eq!(
+            unsafe { double_param_queue_change(n.as_ptr(), v.as_ptr()) },
+            1
+        );
     }
 
     /// Queued changes not delivered yet. Thread-safe.

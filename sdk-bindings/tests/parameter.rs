@@ -172,11 +172,22 @@ fn queued_changes_arrive_through_the_main_context_on_the_iterating_thread() {
             double.queue_change("Threshold", "0.8");
         });
     });
-    assert!(changes.borrow().is_empty(), "nothing runs before the context is iterated");
+    assert!(
+        changes.borrow().is_empty(),
+        "nothing runs before the context is iterated"
+    );
     assert_eq!(double.queued_changes(), 2);
-    assert_eq!(earshot_sdk::main_context::dispatch_pending(1), 1, "at most one iteration");
+    assert_eq!(
+        earshot_sdk::main_context::dispatch_pending(1),
+        1,
+        "at most one iteration"
+    );
     assert_eq!(*changes.borrow(), ["root.Earshot.Mode=gunshot"]);
-    assert_eq!(earshot_sdk::main_context::dispatch_pending(16), 1, "then it is idle");
+    assert_eq!(
+        earshot_sdk::main_context::dispatch_pending(16),
+        1,
+        "then it is idle"
+    );
     assert_eq!(
         *changes.borrow(),
         ["root.Earshot.Mode=gunshot", "root.Earshot.Threshold=0.8"]
