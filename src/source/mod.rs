@@ -19,10 +19,13 @@
 //! | [`file`] | `wav:PATH`: any file `analyze` reads, optionally paced at real time |
 //! | [`stdin`] | `stdin:FORMAT@RATE[/CHANNELS]`: raw `s16le` or `f32le` PCM on standard input |
 //! | `alsa` | `alsa:DEVICE`: an ALSA capture PCM (libasound) |
+//! | `pipewire` | `pipewire:NODE`: a PipeWire capture stream on a node (libpipewire-0.3) |
 
 #[cfg(feature = "alsa")]
 pub mod alsa;
 pub mod file;
+#[cfg(feature = "pipewire")]
+pub mod pipewire;
 pub mod stdin;
 
 use std::path::PathBuf;
@@ -58,7 +61,8 @@ pub enum InputSpec {
     },
     /// `alsa:DEVICE` (e.g. `alsa:default`, `alsa:hw:1,0`).
     Alsa(String),
-    /// `pipewire:NODE`: a PipeWire node by name.
+    /// `pipewire:NODE`: a PipeWire node by name (`node.name`, e.g. `AudioDevice0Input0` on
+    /// devices); `pipewire:default` is the session manager's default source.
     PipeWire(String),
 }
 
@@ -97,11 +101,22 @@ pub enum SourceError {
         /// ALSA's message.
         message: String,
     },
+    /// PipeWire refused or failed (names the node, `default` for the default source, and the
+    /// step: connecting to the daemon, looking up the node, negotiating, capturing).
+    #[error("PipeWire node '{node}': {what}: {message}")]
+    PipeWire {
+        /// The node name as given.
+        node: String,
+        /// The call or step that failed.
+        what: String,
+        /// What PipeWire (or the source) said.
+        message: String,
+    },
 }
 
 impl InputSpec {
     /// Parses `wav:PATH`, `file:PATH`, `stdin:s16le@48000[/2]`, `alsa:DEVICE`,
-    /// `pipewire:NODE`.
+    /// `pipewire:NODE` (`pipewire:default` for the default source).
     ///
     /// # Errors
     /// [`SourceError::BadSpec`] naming the value and the accepted forms.
@@ -121,7 +136,10 @@ impl InputSpec {
                 "expected an ALSA device after 'alsa:' (e.g. alsa:default)",
             )),
             "pipewire" if !rest.is_empty() => Ok(InputSpec::PipeWire(rest.to_owned())),
-            "pipewire" => Err(bad("expected a node name after 'pipewire:'")),
+            "pipewire" => Err(bad(
+                "expected a node name after 'pipewire:' (e.g. pipewire:AudioDevice0Input0, or \
+                 pipewire:default for the default source)",
+            )),
             "stdin" => {
                 let form = "expected stdin:FORMAT@RATE[/CHANNELS] with FORMAT s16le or f32le, \
                             RATE 8000 to 192000 Hz, CHANNELS 1 to 32 (e.g. stdin:s16le@48000/2)";
@@ -208,10 +226,14 @@ pub fn open(spec: &str, realtime: bool) -> Result<Box<dyn Source>, SourceError> 
                   package is); use pipewire:NODE on a device, or a build with `--features alsa`"
                 .to_owned(),
         }),
+        #[cfg(feature = "pipewire")]
+        InputSpec::PipeWire(node) => Ok(Box::new(pipewire::PipeWireSource::open(spec, &node)?)),
+        #[cfg(not(feature = "pipewire"))]
         InputSpec::PipeWire(_) => Err(SourceError::Unsupported {
             spec: spec.to_owned(),
-            why: "PipeWire capture is not in this build yet (it comes with the sdk-bindings \
-                  crate); use alsa:DEVICE (PipeWire's ALSA plugin: alsa:pipewire)"
+            why: "this build has no PipeWire support (built without the `pipewire` feature, as \
+                  the ACAP package is for now); use a build with `--features pipewire`, or \
+                  alsa:pipewire through PipeWire's ALSA plugin"
                 .to_owned(),
         }),
     }
@@ -301,6 +323,20 @@ impl CaptureWriter {
         })
     }
 
+    /// Writes planar f32 frames: `planes[c][f]` is channel `c` of frame `f`, full scale ±1
+    /// (PipeWire's `F32P` buffers: one plane per channel). The frames written are the
+    /// shortest plane's; no planes write nothing. Returns false when the run is stopping.
+    /// Allocates nothing (like [`write_f32`](Self::write_f32)).
+    pub fn write_planar(&mut self, planes: &[&[f32]]) -> bool {
+        let channels = planes.len();
+        let Some(frames) = planes.iter().map(|p| p.len()).min() else {
+            return true;
+        };
+        self.write_with(frames * channels, channels, |i| {
+            planes[i % channels][i / channels]
+        })
+    }
+
     fn write_with(&mut self, len: usize, channels: usize, sample: impl Fn(usize) -> f32) -> bool {
         let channels = channels.max(1);
         let frames = len / channels;
@@ -364,5 +400,78 @@ impl CaptureWriter {
     /// Frames the ring can take now.
     pub fn vacant(&self) -> usize {
         self.prod.vacant_len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringbuf::traits::Consumer;
+
+    fn writer(frames: usize) -> (CaptureWriter, HeapCons<f32>, Arc<CaptureCounters>) {
+        let counters = Arc::new(CaptureCounters::default());
+        let (w, c) = ring(
+            frames,
+            true,
+            Arc::clone(&counters),
+            Arc::new(AtomicBool::new(false)),
+        );
+        (w, c, counters)
+    }
+
+    #[test]
+    fn write_planar_averages_the_planes_like_interleaved_frames() {
+        let left: Vec<f32> = (0..10_000).map(|i| (i % 17) as f32 / 17.0).collect();
+        let right: Vec<f32> = (0..10_000).map(|i| -((i % 5) as f32) / 5.0).collect();
+        let interleaved: Vec<f32> = left
+            .iter()
+            .zip(&right)
+            .flat_map(|(&l, &r)| [l, r])
+            .collect();
+
+        let (mut w, mut planar, counters) = writer(1 << 15);
+        assert!(w.write_planar(&[&left, &right]));
+        let (mut w2, mut inter, _) = writer(1 << 15);
+        assert!(w2.write_f32(&interleaved, 2));
+
+        // More than one mixing step (MIX_FRAMES), same samples as the interleaved path.
+        assert!(left.len() > MIX_FRAMES);
+        let a: Vec<f32> = planar.pop_iter().collect();
+        let b: Vec<f32> = inter.pop_iter().collect();
+        assert_eq!(a.len(), left.len());
+        assert_eq!(a, b);
+        assert_eq!(a[3], (left[3] + right[3]) / 2.0);
+        assert_eq!(
+            counters.frames_in.load(Ordering::Relaxed),
+            left.len() as u64
+        );
+        assert!(counters.first_frame_time().is_some());
+    }
+
+    #[test]
+    fn write_planar_takes_the_shortest_plane_and_accepts_none() {
+        let (mut w, mut c, counters) = writer(1024);
+        assert!(w.write_planar(&[]));
+        assert!(w.write_planar(&[&[1.0, 1.0, 1.0], &[0.0, 0.5]]));
+        let got: Vec<f32> = c.pop_iter().collect();
+        assert_eq!(got, vec![0.5, 0.75]);
+        assert_eq!(counters.frames_in.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn pipewire_default_and_named_nodes_parse() {
+        assert_eq!(
+            InputSpec::parse("pipewire:AudioDevice0Input0").unwrap(),
+            InputSpec::PipeWire("AudioDevice0Input0".into())
+        );
+        assert_eq!(
+            InputSpec::parse("pipewire:default").unwrap(),
+            InputSpec::PipeWire("default".into())
+        );
+        let e = InputSpec::parse("pipewire:").unwrap_err().to_string();
+        assert!(
+            e.contains("node name") && e.contains("pipewire:default"),
+            "{e}"
+        );
     }
 }
