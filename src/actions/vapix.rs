@@ -845,12 +845,7 @@ fn local_err(url: &str, reason: &str) -> ActionError {
 
 /// `url` without user info (`http://u:pw@host` → `http://host`).
 fn redact(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => (&url[..i + 3], &url[i + 3..]),
-        None => ("", url),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
+    let (scheme, authority, tail) = crate::sinks::webhook::split_url(url);
     let authority = authority.rsplit('@').next().unwrap_or(authority);
     format!("{scheme}{authority}{tail}")
 }

@@ -426,13 +426,20 @@ fn sensitive_header(s: &str) -> Option<HeaderValue> {
 
 /// `url` fit for logs: a password in it becomes `***`, and so does its query string (tokens
 /// often travel there). Works on any string, valid URL or not.
-fn redact_url(url: &str) -> String {
+/// `url` as (`scheme://`, authority with any `user:password@`, path-query-fragment), each
+/// possibly empty (RFC 3986 section 3); no validation.
+pub(crate) fn split_url(url: &str) -> (&str, &str, &str) {
     let (scheme, rest) = match url.find("://") {
         Some(i) => (&url[..i + 3], &url[i + 3..]),
         None => ("", url),
     };
     let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(auth_end);
+    (scheme, authority, tail)
+}
+
+fn redact_url(url: &str) -> String {
+    let (scheme, authority, tail) = split_url(url);
     let authority = match authority.rfind('@') {
         Some(at) => {
             let userinfo = &authority[..at];
