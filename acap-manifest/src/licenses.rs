@@ -441,7 +441,7 @@ mod tests {
     }
 
     #[test]
-    fn real_package_build_excludes_alsa_and_dev_deps() {
+    fn real_package_build_excludes_alsa_pipewire_and_dev_deps() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let info = gather(Path::new(&cargo), &root, "aarch64-unknown-linux-gnu").unwrap();
@@ -450,6 +450,10 @@ mod tests {
         for absent in [
             "alsa",
             "alsa-sys",
+            // Host PipeWire capture is not in the package build (no features).
+            "pipewire",
+            "pipewire-sys",
+            "libspa",
             "tempfile",
             "tiny_http",
             // Build-time only: earshot's dev-dependency and ring's C compiler driver (sha2 is
