@@ -63,11 +63,22 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// One PipeWire session at a time: three daemons, their clients and three model loads at
+/// once on a 2-core CI machine starved the loopback graph, and a run heard the clip's level
+/// but not a detectable glass break (CI, 09ca102).
+static ONE_SESSION: Mutex<()> = Mutex::new(());
+
+/// Quantum the test's clients ask for (`PIPEWIRE_LATENCY`): 1024 frames at 48 kHz (21 ms)
+/// rather than the default 256-1024, so a loaded machine does not drop buffers in the graph.
+const LATENCY: &str = "1024/48000";
+
 /// A private PipeWire session; kills every process it started when dropped (also on panic).
 struct PwSession {
     dir: tempfile::TempDir,
     /// Name and process, in start order (killed in reverse).
     children: Vec<(&'static str, Child)>,
+    /// Held until the processes are gone (fields drop after `Drop::drop`).
+    _one: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Drop for PwSession {
@@ -96,9 +107,11 @@ impl PwSession {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
+        let one = ONE_SESSION.lock().unwrap_or_else(|e| e.into_inner());
         let mut s = PwSession {
             dir,
             children: Vec::new(),
+            _one: one,
         };
         std::fs::create_dir_all(s.runtime_dir()).unwrap();
         std::fs::create_dir_all(s.dir.path().join("home")).unwrap();
@@ -168,6 +181,7 @@ impl PwSession {
             .env("HOME", &home)
             .env("XDG_CONFIG_HOME", home.join(".config"))
             .env("XDG_STATE_HOME", home.join(".local/state"))
+            .env("PIPEWIRE_LATENCY", LATENCY)
             .env_remove("PIPEWIRE_REMOTE")
             .stdin(Stdio::null());
         c
@@ -389,20 +403,25 @@ fn glass_clip_played_into_a_pipewire_source_is_detected() {
     let mut run = Earshot::start(&pw, &format!("pipewire:{MIC}"), &jsonl);
     run.wait_running(&pw);
 
-    let played = pw
-        .command("pw-play")
-        .args(["--target", SINK])
-        .arg(&wav)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("pw-play runs");
-    assert!(
-        played.status.success(),
-        "pw-play: {}; session:\n{}",
-        String::from_utf8_lossy(&played.stderr),
-        pw.logs()
-    );
+    // Played twice (each with PAD_S of silence around it): live audio through a loopback on a
+    // shared CI machine may lose a buffer, so the clip gets a second chance; one detection is
+    // required.
+    for _ in 0..2 {
+        let played = pw
+            .command("pw-play")
+            .args(["--target", SINK])
+            .arg(&wav)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("pw-play runs");
+        assert!(
+            played.status.success(),
+            "pw-play: {}; session:\n{}",
+            String::from_utf8_lossy(&played.stderr),
+            pw.logs()
+        );
+    }
     std::thread::sleep(Duration::from_secs(1));
     tool(
         "kill",
