@@ -77,6 +77,46 @@ pub struct Config {
     pub actions: ActionsConfig,
     /// `[[rules]]`: which events fire which actions.
     pub rules: Vec<RuleConfig>,
+    /// `[http]`: the settings page, live view and JSON API ([`crate::web`]); off unless
+    /// `listen` is set.
+    pub http: HttpConfig,
+}
+
+/// `[http]`: the embedded HTTP server of `earshot run` ([`crate::web`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// `ADDRESS:PORT` to listen on, e.g. `127.0.0.1:8080`; absent: no server. An address
+    /// beyond loopback needs `bearer_token` or `username`/`password`.
+    pub listen: Option<String>,
+    /// Requests must carry `Authorization: Bearer <token>` (or `?access_token=` for the live
+    /// stream, which browsers cannot give headers).
+    pub bearer_token: Option<Secret>,
+    /// Basic auth user name (with `password`).
+    pub username: Option<String>,
+    /// Basic auth password.
+    pub password: Option<Secret>,
+    /// Live-stream clients served at once (1 to 64); more get 503.
+    pub stream_clients: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            bearer_token: None,
+            username: None,
+            password: None,
+            stream_clients: 8,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// True when requests must authenticate (a token or basic credentials are set).
+    pub fn has_auth(&self) -> bool {
+        self.bearer_token.is_some() || self.username.is_some()
+    }
 }
 
 /// `[input]`.
@@ -286,6 +326,7 @@ impl Default for Config {
             sinks: SinksConfig::default(),
             actions: ActionsConfig::default(),
             rules: Vec::new(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -829,6 +870,7 @@ impl Config {
             }
             queue(&mut c, &key("queue"), w.queue);
         }
+        self.validate_http(&mut c);
         self.validate_actions(&mut c);
         crate::actions::rules::validate(
             &self.rules,
@@ -837,6 +879,56 @@ impl Config {
             &mut errors,
         );
         errors
+    }
+
+    fn validate_http(&self, c: &mut Check<'_>) {
+        let h = &self.http;
+        if let Some(listen) = &h.listen {
+            match listen.parse::<std::net::SocketAddr>() {
+                Err(_) => c.fail(
+                    "http.listen",
+                    format!("{listen:?}"),
+                    "expected ADDRESS:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
+                ),
+                Ok(a) if !a.ip().is_loopback() && !h.has_auth() => c.fail(
+                    "http.listen",
+                    format!("{listen:?}"),
+                    "an address beyond loopback needs http.bearer_token or http.username/password",
+                ),
+                Ok(_) => {}
+            }
+        }
+        if h.bearer_token.is_some() && (h.username.is_some() || h.password.is_some()) {
+            c.fail(
+                "http.bearer_token",
+                "***",
+                "use either bearer_token or username/password, not both",
+            );
+        }
+        if h.password.is_some() != h.username.is_some() {
+            c.fail(
+                "http.username",
+                h.username.as_deref().unwrap_or(""),
+                "basic auth needs both username and password",
+            );
+        }
+        if h.bearer_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16)
+        {
+            c.fail(
+                "http.bearer_token",
+                "***",
+                "expected at least 16 characters",
+            );
+        }
+        c.range(
+            "http.stream_clients",
+            h.stream_clients as f64,
+            1.0,
+            64.0,
+            "clients",
+        );
     }
 
     fn validate_actions(&self, c: &mut Check<'_>) {

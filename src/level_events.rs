@@ -731,6 +731,29 @@ pub struct LevelEvents {
     step_blocks: usize,
     /// Background pushes so far.
     steps_fed: u64,
+    /// The last second of 10 ms blocks for [`LevelEvents::now`]: A-weighted energies and
+    /// lengths, a ring of [`BLOCKS_PER_SECOND`] slots.
+    second: [(f64, u32); BLOCKS_PER_SECOND],
+    /// Next slot of `second`.
+    second_pos: usize,
+    /// LAF at the end of the last block, linear mean square.
+    laf_end_ms: f64,
+}
+
+/// 10 ms blocks in one second ([`LevelEvents::now`]'s LAeq 1 s).
+const BLOCKS_PER_SECOND: usize = 100;
+
+/// The level right now, for a live view ([`LevelEvents::now`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelNow {
+    /// Samples consumed when it was read (the end of the last complete 10 ms block).
+    pub end_sample: u64,
+    /// LAF (A-weighted, Fast) at the end of the last block, dBFS (IEC 61672-1).
+    pub laf_dbfs: f64,
+    /// LAeq over the last second (the last 100 blocks), dBFS.
+    pub laeq_1s_dbfs: f64,
+    /// The learned background, dBFS ([`LevelEvents::background_dbfs`]).
+    pub background_dbfs: Option<f64>,
 }
 
 fn invalid(field: &'static str, value: f64, expected: &str) -> LevelEventsError {
@@ -913,7 +936,31 @@ impl LevelEvents {
             step_stats: LevelStats::default(),
             step_blocks: 0,
             steps_fed: 0,
+            second: [(0.0, 0); BLOCKS_PER_SECOND],
+            second_pos: 0,
+            laf_end_ms: 0.0,
         })
+    }
+
+    /// The level at the end of the last complete 10 ms block: LAF, LAeq over the last second
+    /// and the background. Levels are dBFS, floored at the meter's floor; before the first
+    /// block every level reads the floor. Never allocates.
+    pub fn now(&self) -> LevelNow {
+        let (energy, len) = self
+            .second
+            .iter()
+            .fold((0.0, 0u64), |(e, n), &(be, bn)| (e + be, n + u64::from(bn)));
+        let laeq = if len == 0 {
+            earshot_dsp::level::LEVEL_FLOOR_DBFS
+        } else {
+            earshot_dsp::level::db_from_mean_square(energy / len as f64)
+        };
+        LevelNow {
+            end_sample: self.blocks_end,
+            laf_dbfs: earshot_dsp::level::db_from_mean_square(self.laf_end_ms),
+            laeq_1s_dbfs: laeq,
+            background_dbfs: self.background.estimate_dbfs(),
+        }
     }
 
     /// The sample rate, Hz.
@@ -986,6 +1033,9 @@ impl LevelEvents {
         let rate = self.rate();
         let end = block.start_sample + block.len as u64;
         self.blocks_end = end;
+        self.second[self.second_pos] = (block.a_energy, block.len as u32);
+        self.second_pos = (self.second_pos + 1) % BLOCKS_PER_SECOND;
+        self.laf_end_ms = block.laf_end_ms;
         if let Some(f) = &mut self.faults {
             f.end_block(block.start_sample, block.len, rate, emit);
         }

@@ -30,6 +30,7 @@
 //! | [`sinks`] | JSON lines, MQTT, webhook, each behind a bounded queue on its own thread |
 //! | [`actions`] | rules that fire outputs, virtual inputs and clips (VAPIX, GPIO, local playback) |
 //! | [`run`] | the live pipeline: capture thread → ring → analysis → sinks |
+//! | [`web`] | the settings page, live view (Server-Sent Events) and JSON API of `earshot run` |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -56,3 +57,4 @@ pub mod run;
 pub mod settings;
 pub mod sinks;
 pub mod source;
+pub mod web;

@@ -140,6 +140,11 @@ struct RunArgs {
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
 
+    /// Serve the settings page, live view and JSON API on ADDRESS:PORT (http.listen), e.g.
+    /// 127.0.0.1:8080. Beyond loopback it needs credentials in [http] of --config.
+    #[arg(long, value_name = "ADDR:PORT")]
+    http: Option<String>,
+
     /// On an Axis device: settings from the app parameters (laid over --config, under the
     /// flags; changes apply while running) and events to the device's event system. Needs a
     /// build with the `device` feature (the ACAP package built with Axis's SDK).
@@ -614,6 +619,9 @@ fn with_flags(mut config: Config, args: &RunArgs) -> Result<Config, ConfigErrors
     if let Some(l) = &args.log_level {
         config.log.level = l.clone();
     }
+    if let Some(h) = &args.http {
+        config.http.listen = Some(h.clone());
+    }
     errors.extend(config.validate());
     if errors.is_empty() {
         Ok(config)
@@ -752,8 +760,23 @@ fn run(args: RunArgs) -> ExitCode {
             }
         },
     };
-    // Each pass runs until the input ends, a signal, or (with --device) a settings change
-    // that the running pipeline cannot take live; then the next pass starts with it.
+    #[cfg(feature = "axsdk")]
+    let on_device = device.is_some();
+    #[cfg(not(feature = "axsdk"))]
+    let on_device = false;
+    let web = match config.http.listen.is_some() {
+        true => match start_web(&args, &config, on_device) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the settings page");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        },
+        false => None,
+    };
+    // Each pass runs until the input ends, a signal, or a settings change (device parameters,
+    // the settings page) that the running pipeline cannot take live; then the next pass starts
+    // with it.
     let mut config = config;
     loop {
         let source = match earshot::source::open(&config.input.source, config.input.realtime) {
@@ -771,8 +794,20 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::from(EXIT_BAD_INPUT);
             }
         };
-        #[allow(unused_mut)]
-        let mut updates = None;
+        let mut hooks = earshot::run::RunHooks::default();
+        if let Some(w) = &web {
+            match earshot::sinks::SinkHandle::spawn(Box::new(w.event_sink()), 1024) {
+                Ok(h) => sinks.push(h),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the live-view sink");
+                    return ExitCode::from(EXIT_ERROR);
+                }
+            }
+            w.set_current(config.clone());
+            hooks.updates = Some(w.updates());
+            hooks.tests = Some(w.tests());
+            hooks.live = Some(w.tap());
+        }
         #[cfg(feature = "axsdk")]
         if let Some(d) = &device {
             match earshot::sinks::SinkHandle::spawn(
@@ -785,19 +820,13 @@ fn run(args: RunArgs) -> ExitCode {
                     return ExitCode::from(EXIT_ERROR);
                 }
             }
-            updates = Some(d.updates());
+            hooks.updates = Some(d.updates());
         }
         if sinks.is_empty() {
             tracing::warn!("no sink configured: events are only logged (add --jsonl -, --mqtt or a [sinks] section)");
         }
-        let result = earshot::run::run_with_updates(
-            &config,
-            &mut classifier,
-            source,
-            sinks,
-            stop.clone(),
-            updates,
-        );
+        let result =
+            earshot::run::run_with(&config, &mut classifier, source, sinks, stop.clone(), hooks);
         match result {
             Ok(report) => match report.restart_with {
                 Some(next) if !stop.load(std::sync::atomic::Ordering::Relaxed) => {
@@ -812,6 +841,37 @@ fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
+}
+
+/// The settings page: its store over `--config` (changes are written there; without
+/// `--config`, they hold until the process ends), the flags laid over every change.
+fn start_web(
+    args: &RunArgs,
+    config: &Config,
+    on_device: bool,
+) -> Result<earshot::web::WebServer, Box<dyn std::error::Error>> {
+    let (file, text) = match &args.config {
+        Some(p) if !on_device => (
+            Some(p.clone()),
+            std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        ),
+        _ => (None, String::new()),
+    };
+    let flags = args.clone();
+    let overlay = move |c: &mut Config| {
+        if let Ok(with) = with_flags(c.clone(), &flags) {
+            *c = with;
+        }
+    };
+    let mut store =
+        earshot::web::settings::SettingsStore::new(file, &text, Box::new(overlay), config.clone())?;
+    if on_device {
+        store.set_read_only(
+            "on this device the settings are the app's parameters: change them in the device's \
+             app settings (Apps > Earshot > Settings)",
+        );
+    }
+    Ok(earshot::web::WebServer::start(&config.http, store)?)
 }
 
 /// `run --device`: the device thread, and the configuration from the app parameters laid

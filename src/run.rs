@@ -24,16 +24,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ringbuf::traits::{Consumer, Observer};
 
+use crate::classes::EarshotClass;
 use crate::classifier::Classifier;
 use crate::config::Config;
 use crate::detectors::{BankEvent, Detection, DetectorBank};
 use crate::events::{
-    AudioClock, DetectionEvent, Event, EventBody, EventStamper, Health, HealthTag,
+    AudioClock, DetectionEvent, DetectionOnset, Event, EventBody, EventStamper, Health, HealthTag,
 };
 use crate::level_events::{LevelEvent, LevelEvents};
 use crate::pipeline::{Analyzer, Relevel};
 use crate::sinks::SinkHandle;
 use crate::source::{self, CaptureCounters, Source, SourceError};
+use crate::web::live::{LevelPoint, LiveTap, PatchScores, Status, LEVEL_EVERY_S};
 use earshot_dsp::logmel::LogMelConfig;
 
 /// Why the run could not start or ended in error.
@@ -95,7 +97,12 @@ impl Emitter<'_> {
     }
 
     fn emit(&mut self, body: EventBody, stream_time_s: f64) {
-        let event = self.stamper().stamp(body, stream_time_s);
+        self.emit_marked(body, stream_time_s, false);
+    }
+
+    fn emit_marked(&mut self, body: EventBody, stream_time_s: f64, test: bool) {
+        let mut event = self.stamper().stamp(body, stream_time_s);
+        event.test = test;
         log_event(&event);
         let event = Arc::new(event);
         for s in self.sinks {
@@ -106,6 +113,52 @@ impl Emitter<'_> {
 }
 
 impl Emitter<'_> {
+    /// A test detection of `class` at `t` (`POST /api/test/<class>`): start, pulse and stop,
+    /// each marked `"test": true`, so rules fire and stateful consumers end inactive. The level
+    /// is the LAF at the time, the score 1.
+    fn test_detection(&mut self, class: EarshotClass, t: f64, laf_dbfs: f64) {
+        let sample = (t * self.rate_hz as f64).round().max(0.0) as u64;
+        let spl = self.calibration_offset_db.map(|o| laf_dbfs + o);
+        let onset = DetectionOnset {
+            class,
+            start_sample: sample,
+            start_s: t,
+            emitted_s: t,
+            score: 1.0,
+            lafmax_dbfs: laf_dbfs,
+            lafmax_db_spl: spl,
+        };
+        tracing::info!(class = class.name(), "test detection");
+        self.emit_marked(
+            EventBody::Detection(DetectionEvent::DetectionStart(onset.clone())),
+            t,
+            true,
+        );
+        self.emit_marked(
+            EventBody::Detection(DetectionEvent::Detection(onset)),
+            t,
+            true,
+        );
+        let stop = Detection {
+            class,
+            start_sample: sample,
+            end_sample: sample,
+            start_s: t,
+            end_s: t,
+            emitted_s: t,
+            peak_score: 1.0,
+            lafmax_dbfs: laf_dbfs,
+            laeq_dbfs: laf_dbfs,
+            lafmax_db_spl: spl,
+            laeq_db_spl: spl,
+        };
+        self.emit_marked(
+            EventBody::Detection(DetectionEvent::DetectionStop(stop)),
+            t,
+            true,
+        );
+    }
+
     /// Emits what the detector bank reported; `now_s` is the audio time it was known.
     fn bank_event(&mut self, be: BankEvent<'_>, now_s: f64) {
         match be {
@@ -200,10 +253,55 @@ pub fn run_with_updates(
     config: &Config,
     classifier: &mut Classifier,
     source: Box<dyn Source>,
-    mut sinks: Vec<SinkHandle>,
+    sinks: Vec<SinkHandle>,
     stop: Arc<AtomicBool>,
     updates: Option<&Receiver<Config>>,
 ) -> Result<RunReport, RunError> {
+    run_with(
+        config,
+        classifier,
+        source,
+        sinks,
+        stop,
+        RunHooks {
+            updates,
+            ..RunHooks::default()
+        },
+    )
+}
+
+/// What a run takes from, and gives to, the world beside its sinks: new settings, test
+/// requests, and the live view.
+#[derive(Default)]
+pub struct RunHooks<'a> {
+    /// New validated configurations (device parameters, the settings page); see
+    /// [`run_with_updates`].
+    pub updates: Option<&'a Receiver<Config>>,
+    /// Classes to raise a test detection of (`POST /api/test/<class>`): start, pulse and stop
+    /// marked `"test": true`, at the current audio time, through every sink and rule.
+    pub tests: Option<&'a Receiver<EarshotClass>>,
+    /// The live view: a level every 0.1 s of audio, every patch's class evidence, and the
+    /// status once a second. Sends never block.
+    pub live: Option<LiveTap>,
+}
+
+/// [`run_with_updates`] with every hook ([`RunHooks`]).
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with(
+    config: &Config,
+    classifier: &mut Classifier,
+    source: Box<dyn Source>,
+    mut sinks: Vec<SinkHandle>,
+    stop: Arc<AtomicBool>,
+    hooks: RunHooks<'_>,
+) -> Result<RunReport, RunError> {
+    let RunHooks {
+        updates,
+        tests,
+        live,
+    } = hooks;
     let started = Instant::now();
     // The capture thread's stop: `stop` (signals) or a restart for new settings.
     let stop_capture = Arc::new(AtomicBool::new(false));
@@ -274,6 +372,12 @@ pub fn run_with_updates(
     let mut done: Vec<Detection> = Vec::with_capacity(8);
     let mut samples: u64 = 0;
     let mut pipeline_error = None;
+    let level_every = ((rate as f64 * LEVEL_EVERY_S).round() as u64).max(1);
+    let mut next_level_sample = level_every;
+    // Busy time of this thread since the last status, for the status's CPU share.
+    let mut busy = Duration::ZERO;
+    let mut busy_since = Instant::now();
+    let mut next_status = Instant::now();
 
     let health = |sinks: &[SinkHandle], samples: u64, underruns: u64, ring_fill: usize| Health {
         event: HealthTag::Health,
@@ -318,6 +422,12 @@ pub fn run_with_updates(
             }
             current = next;
         }
+        if let Some(rx) = tests {
+            for class in rx.try_iter() {
+                let t = samples as f64 / rate as f64;
+                emitter.test_detection(class, t, level.now().laf_dbfs);
+            }
+        }
         let n = ring.pop_slice(&mut buf);
         if n == 0 {
             let ended = counters.ended.load(Ordering::Acquire);
@@ -346,13 +456,34 @@ pub fn run_with_updates(
             std::thread::sleep(Duration::from_millis(5));
         } else {
             empty_since = None;
+            let work = Instant::now();
             let block = &buf[..n];
             level.push(block, &mut |e| {
                 let t = level_event_time(&e);
                 emitter.emit(EventBody::Level(e), t);
             });
+            if let Some(tap) = &live {
+                let now = level.now();
+                if now.end_sample >= next_level_sample {
+                    next_level_sample = now.end_sample + level_every;
+                    tap.level(LevelPoint {
+                        t: now.end_sample as f64 / rate as f64,
+                        laf_dbfs: now.laf_dbfs,
+                        laeq_1s_dbfs: now.laeq_1s_dbfs,
+                        background_dbfs: now.background_dbfs,
+                    });
+                }
+            }
             let r = analyzer.push(classifier, block, &mut |p| {
                 let patch_end = p.end_s;
+                if let Some(tap) = &live {
+                    tap.patch(PatchScores {
+                        t: patch_end,
+                        start_s: p.start_s,
+                        end_s: p.end_s,
+                        scores: p.class_scores,
+                    });
+                }
                 bank.push(&p, p.background_dbfs, &mut done, &mut |be| {
                     emitter.bank_event(be, patch_end)
                 });
@@ -365,6 +496,28 @@ pub fn run_with_updates(
             }
             done.clear();
             samples += n as u64;
+            busy += work.elapsed();
+        }
+        if let Some(tap) = &live {
+            if Instant::now() >= next_status {
+                next_status = Instant::now() + Duration::from_secs(1);
+                let wall = busy_since.elapsed().as_secs_f64();
+                let share = if wall > 0.0 {
+                    (busy.as_secs_f64() / wall).min(1.0)
+                } else {
+                    0.0
+                };
+                busy = Duration::ZERO;
+                busy_since = Instant::now();
+                let h = health(emitter.sinks, samples, underruns, ring.occupied_len());
+                tap.status(Status::from_health(
+                    &h,
+                    info.live,
+                    share,
+                    classifier.source(),
+                    level.background_dbfs(),
+                ));
+            }
         }
         if Instant::now() >= next_health {
             next_health += health_every;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod vapix_server;
+pub mod web;
 
 use std::path::PathBuf;
 
