@@ -761,11 +761,11 @@ fn run(args: RunArgs) -> ExitCode {
         },
     };
     #[cfg(feature = "axsdk")]
-    let on_device = device.is_some();
+    let writer = device.as_ref().map(|d| d.parameter_writer());
     #[cfg(not(feature = "axsdk"))]
-    let on_device = false;
+    let writer: Option<()> = None;
     let web = match config.http.listen.is_some() {
-        true => match start_web(&args, &config, on_device) {
+        true => match start_web(&args, &config, writer) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the settings page");
@@ -804,6 +804,7 @@ fn run(args: RunArgs) -> ExitCode {
                 }
             }
             w.set_current(config.clone());
+            hooks.on_config = Some(w);
             hooks.updates = Some(w.updates());
             hooks.tests = Some(w.tests());
             hooks.live = Some(w.tap());
@@ -844,18 +845,27 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 /// The settings page: its store over `--config` (changes are written there; without
-/// `--config`, they hold until the process ends), the flags laid over every change.
+/// `--config`, they hold until the process ends), the flags laid over every change; with
+/// `--device`, the app parameters.
 fn start_web(
     args: &RunArgs,
     config: &Config,
-    on_device: bool,
+    #[cfg(feature = "axsdk")] device: Option<earshot::device::ParameterWriter>,
+    #[cfg(not(feature = "axsdk"))] _device: Option<()>,
 ) -> Result<earshot::web::WebServer, Box<dyn std::error::Error>> {
+    use earshot::web::settings::SettingsStore;
+    #[cfg(feature = "axsdk")]
+    if let Some(w) = device {
+        let store =
+            SettingsStore::for_device(Box::new(move |changes| w.set(changes)), config.clone());
+        return Ok(earshot::web::WebServer::start(&config.http, store)?);
+    }
     let (file, text) = match &args.config {
-        Some(p) if !on_device => (
+        Some(p) => (
             Some(p.clone()),
             std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
         ),
-        _ => (None, String::new()),
+        None => (None, String::new()),
     };
     let flags = args.clone();
     let overlay = move |c: &mut Config| {
@@ -863,14 +873,7 @@ fn start_web(
             *c = with;
         }
     };
-    let mut store =
-        earshot::web::settings::SettingsStore::new(file, &text, Box::new(overlay), config.clone())?;
-    if on_device {
-        store.set_read_only(
-            "on this device the settings are the app's parameters: change them in the device's \
-             app settings (Apps > Earshot > Settings)",
-        );
-    }
+    let store = SettingsStore::new(file, &text, Box::new(overlay), config.clone())?;
     Ok(earshot::web::WebServer::start(&config.http, store)?)
 }
 

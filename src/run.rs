@@ -283,6 +283,9 @@ pub struct RunHooks<'a> {
     /// The live view: a level every 0.1 s of audio, every patch's class evidence, and the
     /// status once a second. Sends never block.
     pub live: Option<LiveTap>,
+    /// Told of every configuration taken from `updates` (the settings page shows what is in
+    /// force, whoever changed it).
+    pub on_config: Option<&'a crate::web::WebServer>,
 }
 
 /// [`run_with_updates`] with every hook ([`RunHooks`]).
@@ -301,6 +304,7 @@ pub fn run_with(
         updates,
         tests,
         live,
+        on_config,
     } = hooks;
     let started = Instant::now();
     // The capture thread's stop: `stop` (signals) or a restart for new settings.
@@ -399,6 +403,9 @@ pub fn run_with(
             stop_capture.store(true, Ordering::Relaxed);
         }
         if let Some(next) = updates.and_then(|rx| rx.try_iter().last()) {
+            if let Some(w) = on_config {
+                w.set_current(next.clone());
+            }
             if needs_restart(&current, &next) {
                 tracing::info!("new settings need a restart of the pipeline");
                 restart_with = Some(Box::new(next));

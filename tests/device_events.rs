@@ -242,6 +242,83 @@ fn parameter_changes_become_new_configurations_and_bad_ones_are_refused() {
 }
 
 #[test]
+fn the_settings_page_writes_app_parameters_on_a_device() {
+    use earshot::web::settings::{SettingsStore, DEVICE_STORE};
+    use serde_json::json;
+    let double = Double::take();
+    seed_defaults(&double, &[]);
+    let (device, config) = Device::start(options("")).expect("device start");
+    let writer = device.parameter_writer();
+    let mut store = SettingsStore::for_device(Box::new(move |c| writer.set(c)), config);
+    assert_eq!(store.view()["file"], DEVICE_STORE);
+    assert!(
+        !store.publishes_updates(),
+        "the device publishes, not the page"
+    );
+
+    // Settings page keys become parameters; the device thread validates, writes, publishes.
+    let c = store
+        .apply(
+            &json!({"detectors": {"glass_break": {"sensitivity": 80}, "speech": {"enabled": true}},
+                       "level": {"calibration_offset_db": 101.5}}),
+        )
+        .expect("accepted");
+    assert_eq!(c.detectors.glass_break.sensitivity, Some(80));
+    assert_eq!(c.level.calibration_offset_db, Some(101.5));
+    assert_eq!(
+        double.param_value("GlassBreakSensitivity").as_deref(),
+        Some("80")
+    );
+    assert_eq!(double.param_value("SpeechEnabled").as_deref(), Some("yes"));
+    assert_eq!(
+        double.param_value("CalibrationOffsetDb").as_deref(),
+        Some("101.5")
+    );
+    let published = device
+        .updates()
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the device published the configuration");
+    assert_eq!(published, c);
+
+    // Refused: wrong types, out of range, keys that are no parameter; nothing written.
+    let errors = store
+        .apply(
+            &json!({"detectors": {"glass_break": {"sensitivity": 150, "hold_s": 3.0},
+                                      "gunshot": {"enabled": "yes"}}}),
+        )
+        .unwrap_err();
+    let mut keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "detectors.glass_break.hold_s",
+            "detectors.glass_break.sensitivity",
+            "detectors.gunshot.enabled"
+        ],
+        "{errors:?}"
+    );
+    // A value the parameter type takes but the configuration does not: the device thread says.
+    let errors = store
+        .apply(&json!({"level": {"adaptive_margin_db": 1.0}}))
+        .unwrap_err();
+    assert_eq!(errors[0].key, "level.adaptive_margin_db", "{errors:?}");
+    assert_eq!(
+        double.param_value("GlassBreakSensitivity").as_deref(),
+        Some("80")
+    );
+    assert_eq!(
+        double.param_value("AdaptiveMarginDb").as_deref(),
+        Some("12")
+    );
+    assert_eq!(store.current().detectors.glass_break.sensitivity, Some(80));
+    let stats = device.stop();
+    assert_eq!(stats.changes_applied, 1);
+    assert_eq!(stats.changes_refused, 1);
+    assert_eq!(double.live_allocs(), 0);
+}
+
+#[test]
 fn sdk_failures_at_start_are_typed_errors_and_leak_nothing() {
     let double = Double::take();
     seed_defaults(&double, &[]);

@@ -206,6 +206,29 @@ fn settings_updates_are_validated_field_by_field_persisted_and_applied() {
         Some(110.5)
     );
 
+    // The read-only half for viewers.
+    assert_eq!(
+        request(port, "GET", "/view/settings", None, None).json(),
+        request(port, "GET", "/api/settings", None, None).json()
+    );
+    assert_eq!(request(port, "GET", "/view/status", None, None).status, 200);
+    let r = request(
+        port,
+        "PUT",
+        "/view/settings",
+        None,
+        Some(r#"{"detectors":{"gunshot":{"sensitivity":90}}}"#),
+    );
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert_eq!(
+        request(port, "POST", "/view/test/gunshot", None, None).status,
+        405
+    );
+    assert_eq!(
+        request(port, "GET", "/view/test/gunshot", None, None).status,
+        404
+    );
+
     // Unknown paths and methods.
     assert_eq!(request(port, "GET", "/api/nothing", None, None).status, 404);
     assert_eq!(
@@ -244,7 +267,14 @@ fn the_api_needs_credentials_when_they_are_configured() {
         port,
         Some(&bearer),
     );
-    for path in ["/api/settings", "/api/status", "/api/events", "/api/live"] {
+    for path in [
+        "/api/settings",
+        "/api/status",
+        "/api/events",
+        "/api/live",
+        "/view/settings",
+        "/view/live",
+    ] {
         let r = request(port, "GET", path, None, None);
         assert_eq!(r.status, 401, "{path} without credentials");
         assert_eq!(

@@ -95,9 +95,51 @@ pub struct DeviceStats {
     pub changes_refused: u64,
 }
 
+/// The device thread's answer to a [`ParameterWriter::set`].
+type SetReply = Result<Config, Vec<ConfigError>>;
+
 enum Msg {
     Event(Arc<Event>, Arc<SinkStats>),
+    Set(Vec<(String, String)>, SyncSender<SetReply>),
     Stop,
+}
+
+/// Writes app parameters from another thread (the settings page): see [`ParameterWriter::set`].
+#[derive(Clone)]
+pub struct ParameterWriter {
+    tx: SyncSender<Msg>,
+}
+
+/// How long [`ParameterWriter::set`] waits for the device thread.
+const SET_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl ParameterWriter {
+    /// Sets app parameters (short names, e.g. `GlassBreakSensitivity`, and their text values
+    /// as axparameter holds them) as one change: the device thread first builds and validates
+    /// the configuration they give (the file under the parameters, the flags over them), then
+    /// writes each with `ax_parameter_set`, and publishes the configuration on
+    /// [`Device::updates`] like a change made in the device's own settings.
+    ///
+    /// # Errors
+    /// Every problem, nothing written: an unknown parameter, a value that does not validate
+    /// (keyed by the setting), an SDK refusal (keyed `parameter NAME`; the parameters written
+    /// before it stay), or the device thread not answering within 5 s.
+    pub fn set(&self, changes: Vec<(String, String)>) -> SetReply {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        let gone = |what: &str| {
+            vec![ConfigError {
+                key: String::new(),
+                value: String::new(),
+                expected: format!("the device integration {what}"),
+            }]
+        };
+        self.tx
+            .send(Msg::Set(changes, reply_tx))
+            .map_err(|_| gone("has stopped"))?;
+        reply_rx
+            .recv_timeout(SET_TIMEOUT)
+            .map_err(|_| gone("did not answer within 5 s"))?
+    }
 }
 
 /// The running device integration: the device thread and its channels.
@@ -145,6 +187,13 @@ impl Device {
     /// New configurations from parameter changes, validated, newest last.
     pub fn updates(&self) -> &Receiver<Config> {
         &self.updates
+    }
+
+    /// A writer of app parameters, for the settings page.
+    pub fn parameter_writer(&self) -> ParameterWriter {
+        ParameterWriter {
+            tx: self.tx.clone(),
+        }
     }
 
     /// A sink that sends Earshot's events to the device's event system (see [`events`]).
@@ -325,6 +374,21 @@ fn device_thread(
                     1,
                 );
             }
+            Ok(Msg::Set(changes, reply)) => {
+                let r = set_parameters(&parameters, base, &mut values, &changes, overlay);
+                match &r {
+                    Ok(config) => {
+                        stats.changes_applied += 1;
+                        for (name, value) in &changes {
+                            let shown = params::loggable(name, value);
+                            tracing::info!(parameter = %name, value = %shown, "app parameter set from the settings page");
+                        }
+                        let _ = updates.send(config.clone());
+                    }
+                    Err(_) => stats.changes_refused += 1,
+                }
+                let _ = reply.send(r);
+            }
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
         }
@@ -367,6 +431,53 @@ fn device_thread(
         parameters.unregister_callback(s.name);
     }
     stats
+}
+
+/// Validates `changes` over `values`, then writes them; `values` follows what was written.
+fn set_parameters(
+    parameters: &Parameters,
+    base: &str,
+    values: &mut BTreeMap<String, String>,
+    changes: &[(String, String)],
+    overlay: &dyn Fn(&mut Config),
+) -> Result<Config, Vec<ConfigError>> {
+    let mut next = values.clone();
+    let mut errors = Vec::new();
+    for (name, value) in changes {
+        if crate::settings::find(name).is_none() {
+            errors.push(ConfigError {
+                key: format!("parameter {name}"),
+                value: String::new(),
+                expected: "a parameter Earshot declares".to_owned(),
+            });
+        }
+        next.insert(name.clone(), value.clone());
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut config = crate::settings::apply_device_params(base, &next)?;
+    overlay(&mut config);
+    let invalid = config.validate();
+    if !invalid.is_empty() {
+        return Err(invalid);
+    }
+    for (name, value) in changes {
+        if let Err(e) = parameters.set(name, value, true) {
+            errors.push(ConfigError {
+                key: format!("parameter {name}"),
+                value: params::loggable(name, value),
+                expected: format!("the device refused it: {e}"),
+            });
+        } else {
+            values.insert(name.clone(), value.clone());
+        }
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
 }
 
 fn apply_change(

@@ -16,6 +16,11 @@
 //! | `POST /api/test/<class>` | a test detection of `<class>` (`"test": true`) through every sink and rule |
 //! | `GET /api/live` | Server-Sent Events: `level` (every 0.1 s of audio), `patch` (per patch), `event`, and `ping` after 10 s without anything |
 //!
+//!
+//! `GET /view/settings`, `/view/status`, `/view/events` and `/view/live` are the same as under
+//! `/api/`, and any other method there is refused: a camera's proxy gives `/view/` to viewers
+//! and `/api/` to administrators, so watching and changing have the device's own access levels.
+//!
 //! Authentication (`http.bearer_token`, or `http.username`/`http.password`) covers every
 //! `/api/` path; the static page holds no data and is always served. A token may also come as
 //! `?access_token=` (browsers cannot give an `EventSource` a header).
@@ -330,8 +335,24 @@ fn message(status: u16, text: &str) -> Reply {
 impl Context {
     fn handle(&self, mut req: Request) {
         let url = req.url().to_owned();
-        let path = url.split('?').next().unwrap_or("").to_owned();
+        let mut path = url.split('?').next().unwrap_or("").to_owned();
         let method = req.method().clone();
+        // `/view/…`: the reading half of the API, for viewers (a camera proxies it with viewer
+        // access, `/api/` with admin access).
+        if let Some(rest) = path.strip_prefix("/view/") {
+            if !matches!(method, Method::Get | Method::Head) {
+                let _ = req.respond(message(
+                    405,
+                    "/view/ is read-only; changes and tests go through /api/",
+                ));
+                return;
+            }
+            if !matches!(rest, "settings" | "status" | "events" | "live") {
+                let _ = req.respond(message(404, &format!("no view path {path:?}")));
+                return;
+            }
+            path = format!("/api/{rest}");
+        }
         if !path.starts_with("/api/") {
             let page = match path.as_str() {
                 "/" | "/index.html" => Some((INDEX_HTML, "text/html; charset=utf-8")),
@@ -449,7 +470,7 @@ impl Context {
         match store.apply(&update) {
             Ok(config) => {
                 tracing::info!(update = %update, "settings changed through the API");
-                if self.updates.try_send(config).is_err() {
+                if store.publishes_updates() && self.updates.try_send(config).is_err() {
                     tracing::warn!("the pipeline did not take the new settings yet; they apply at its next start");
                 }
                 json_reply(200, &store.view())

@@ -32,13 +32,21 @@ const MAX_DEPTH: usize = 3;
 /// [`SettingsStore::new`]).
 pub type Overlay = Box<dyn Fn(&mut Config) + Send>;
 
+/// Sets app parameters on a device as one change and returns the configuration they give
+/// (`earshot::device::ParameterWriter::set`): short parameter names and their text values.
+pub type ParameterWriter =
+    Box<dyn Fn(Vec<(String, String)>) -> Result<Config, Vec<ConfigError>> + Send>;
+
+/// What [`SettingsStore::view`] names as the store on a device.
+pub const DEVICE_STORE: &str = "app parameters (root.Earshot)";
+
 /// The settings as the page sees them, and where they persist.
 pub struct SettingsStore {
     file: Option<PathBuf>,
     doc: DocumentMut,
     overlay: Overlay,
     current: Config,
-    read_only: Option<String>,
+    device: Option<ParameterWriter>,
 }
 
 /// The label an installer reads for a class.
@@ -87,14 +95,27 @@ impl SettingsStore {
             doc,
             overlay,
             current,
-            read_only: None,
+            device: None,
         })
     }
 
-    /// Refuses every update from now on with `reason` (the settings live elsewhere, e.g. the
-    /// device's app parameters).
-    pub fn set_read_only(&mut self, reason: &str) {
-        self.read_only = Some(reason.to_owned());
+    /// A store whose updates are the device's app parameters: each key of an update is
+    /// mapped to its parameter ([`crate::settings::DEVICE_SETTINGS`]) and `write` validates
+    /// and sets them on the device thread, which publishes the new configuration itself.
+    pub fn for_device(write: ParameterWriter, current: Config) -> Self {
+        Self {
+            file: None,
+            doc: DocumentMut::new(),
+            overlay: Box::new(|_| {}),
+            current,
+            device: Some(write),
+        }
+    }
+
+    /// True when an accepted update must be handed to the pipeline by the caller (a file
+    /// store); a device store's parameters reach it through the device integration.
+    pub fn publishes_updates(&self) -> bool {
+        self.device.is_none()
     }
 
     /// The configuration in force.
@@ -139,8 +160,11 @@ impl SettingsStore {
                 "adaptive_margin_db": l.adaptive_margin_db,
                 "loud_noise_dbfs": l.loud_noise_dbfs,
             },
-            "file": self.file.as_ref().map(|p| p.display().to_string()),
-            "read_only": self.read_only,
+            "file": match (&self.file, &self.device) {
+                (Some(p), _) => Some(p.display().to_string()),
+                (None, Some(_)) => Some(DEVICE_STORE.to_owned()),
+                (None, None) => None,
+            },
         })
     }
 
@@ -152,9 +176,6 @@ impl SettingsStore {
     /// list or a too deep object, a wrong type or an out-of-range value (as
     /// [`Config::from_toml`] words them), or the file that could not be written.
     pub fn apply(&mut self, update: &Value) -> Result<Config, Vec<ConfigError>> {
-        if let Some(reason) = &self.read_only {
-            return Err(vec![error("", "", reason.clone())]);
-        }
         let Value::Object(top) = update else {
             return Err(vec![error(
                 "",
@@ -162,6 +183,12 @@ impl SettingsStore {
                 "expected a JSON object shaped like the configuration file, e.g. {\"detectors\": {\"glass_break\": {\"sensitivity\": 70}}}",
             )]);
         };
+        if let Some(write) = &self.device {
+            let changes = parameter_changes(top)?;
+            let config = write(changes)?;
+            self.current = config.clone();
+            return Ok(config);
+        }
         let mut doc = self.doc.clone();
         let mut errors = Vec::new();
         for (k, v) in top {
@@ -202,6 +229,84 @@ impl SettingsStore {
     /// Records a configuration taken from elsewhere (a restart of the pipeline) as current.
     pub fn set_current(&mut self, config: Config) {
         self.current = config;
+    }
+}
+
+/// The app parameters an update sets: each leaf's dotted key must be a device setting's key.
+fn parameter_changes(
+    top: &serde_json::Map<String, Value>,
+) -> Result<Vec<(String, String)>, Vec<ConfigError>> {
+    use crate::settings::{ParamKind, WhenEmpty, DEVICE_SETTINGS};
+    let mut leaves = Vec::new();
+    let mut errors = Vec::new();
+    fn walk(
+        prefix: &str,
+        v: &Value,
+        depth: usize,
+        leaves: &mut Vec<(String, Value)>,
+        errors: &mut Vec<ConfigError>,
+    ) {
+        match v {
+            Value::Object(m) if depth < MAX_DEPTH => {
+                for (k, v) in m {
+                    walk(&format!("{prefix}.{k}"), v, depth + 1, leaves, errors);
+                }
+            }
+            Value::Object(_) => errors.push(error(prefix, "{…}", "expected a value, not a table")),
+            Value::Array(_) => errors.push(error(prefix, "[…]", "lists are not settable here")),
+            other => leaves.push((prefix.to_owned(), other.clone())),
+        }
+    }
+    for (k, v) in top {
+        if !SETTABLE_SECTIONS.contains(&k.as_str()) {
+            errors.push(error(
+                k.clone(),
+                "",
+                "not settable here (only detectors and level)",
+            ));
+            continue;
+        }
+        walk(k, v, 1, &mut leaves, &mut errors);
+    }
+    let mut changes = Vec::new();
+    for (key, v) in leaves {
+        let Some(setting) = DEVICE_SETTINGS.iter().find(|s| s.key == key) else {
+            errors.push(error(
+                key,
+                v.to_string(),
+                "not an app parameter on this device",
+            ));
+            continue;
+        };
+        let text = match (setting.kind, &v) {
+            (ParamKind::Bool, Value::Bool(b)) => Some(if *b { "yes" } else { "no" }.to_owned()),
+            (ParamKind::Int { min, max }, Value::Number(n)) => n
+                .as_i64()
+                .filter(|i| (min..=max).contains(i))
+                .map(|i| i.to_string()),
+            (ParamKind::Decimal, Value::Number(n)) => Some(n.to_string()),
+            (ParamKind::Text, Value::String(t)) => Some(t.clone()),
+            (_, Value::Null) if setting.when_empty != WhenEmpty::Invalid => Some(String::new()),
+            _ => None,
+        };
+        match text {
+            Some(t) => changes.push((setting.name.to_owned(), t)),
+            None => errors.push(error(
+                key,
+                v.to_string(),
+                match setting.kind {
+                    ParamKind::Bool => "expected true or false".to_owned(),
+                    ParamKind::Int { min, max } => format!("expected {min} to {max}"),
+                    ParamKind::Decimal => "expected a number".to_owned(),
+                    _ => "expected a string".to_owned(),
+                },
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(changes)
+    } else {
+        Err(errors)
     }
 }
 

@@ -298,7 +298,7 @@
 
   async function loadSettings() {
     try {
-      const r = await api("GET", "api/settings");
+      const r = await api("GET", "view/settings");
       if (r.status === 200 && r.data) {
         applySettings(r.data);
         return;
@@ -558,7 +558,7 @@
   // Past events, once; retried until it works.
   async function loadEvents() {
     try {
-      const r = await api("GET", "api/events?limit=50");
+      const r = await api("GET", "view/events?limit=50");
       if (r.status === 200 && r.data && Array.isArray(r.data.events)) {
         const list = r.data.events;
         for (let i = list.length - 1; i >= 0; i--) addEvent(list[i], true); // newest first, appended
@@ -586,7 +586,7 @@
   function connectLive() {
     clearTimeout(retryTimer);
     if (source) source.close();
-    const url = "api/live" + (token ? "?access_token=" + encodeURIComponent(token) : "");
+    const url = "view/live" + (token ? "?access_token=" + encodeURIComponent(token) : "");
     const es = (source = new EventSource(url));
     es.onopen = () => setLive(true);
     // EventSource retries by itself while CONNECTING; once CLOSED (e.g. an HTTP error) we retry.
@@ -650,7 +650,7 @@
 
   async function pollStatus() {
     try {
-      const r = await api("GET", "api/status");
+      const r = await api("GET", "view/status");
       if (r.status === 200 && r.data) {
         lastStatus = r.data;
         renderStatus(lastStatus, "");
