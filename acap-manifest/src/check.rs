@@ -1,10 +1,13 @@
 //! The checks a finished `.eap` must pass before it goes near a device.
 //!
-//! Unpacks the archive and checks: the five entries are there with their modes and owner 0;
+//! Unpacks the archive and checks: the five entries are there with their modes and owner 0, and
+//! so are the settings page's files under `html/` ([`crate::html::FILES`]), none of them empty;
 //! the executable is an ELF of the target's class (64-bit for aarch64, 32-bit for armv7hf) and
 //! machine (`EM_AARCH64` 183 / `EM_ARM` 40, from the ELF specification); the newest `GLIBC_x.y`
 //! symbol version it needs (from `.gnu.version_r`, read with the `object` crate) is reported;
-//! `manifest.json` parses and validates ([`crate::manifest::validate`]) and names this target;
+//! `manifest.json` parses and validates ([`crate::manifest::validate_package`], so its
+//! `settingPage` names a file of the package) and names this target; `settingPage` is set and
+//! points at one of the `html/` files;
 //! `package.conf`/`param.conf` agree with it ([`crate::conf::check_confs`]); `LICENSE` mentions
 //! YAMNet and Apache.
 
@@ -16,6 +19,7 @@ use object::Endianness;
 
 use crate::conf::check_confs;
 use crate::eap::{unpack, EXECUTABLE_MODE, FILE_MODE};
+use crate::html;
 use crate::manifest::{Arch, Architecture, Manifest, APP_NAME};
 
 /// One check and its outcome.
@@ -192,6 +196,27 @@ pub fn check_eap(eap: &[u8], arch: Arch) -> Report {
             ),
         }
     }
+    let html_names: Vec<String> = html::FILES
+        .iter()
+        .map(|(n, _)| html::entry_name(n))
+        .collect();
+    for name in &html_names {
+        match files.get(name) {
+            None => r.add(name, false, "missing from the package"),
+            Some(e) => r.add(
+                name,
+                e.mode == FILE_MODE && e.uid == 0 && e.gid == 0 && !e.data.is_empty(),
+                format!(
+                    "mode {:o} (want {FILE_MODE:o}), owner {}:{}, {} bytes{}",
+                    e.mode,
+                    e.uid,
+                    e.gid,
+                    e.data.len(),
+                    if e.data.is_empty() { " (empty)" } else { "" }
+                ),
+            ),
+        }
+    }
     let text = |name: &str| {
         files
             .get(name)
@@ -231,7 +256,8 @@ pub fn check_eap(eap: &[u8], arch: Arch) -> Report {
         }
     }
 
-    let manifest = match text("manifest.json").map(|t| Manifest::from_json(&t)) {
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    let manifest = match text("manifest.json").map(|t| Manifest::from_package_json(&t, &names)) {
         None => None,
         Some(Err(problems)) => {
             let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -254,6 +280,26 @@ pub fn check_eap(eap: &[u8], arch: Arch) -> Report {
             Some(m)
         }
     };
+    if let Some(m) = &manifest {
+        let (ok, detail) = match m.setting_page() {
+            None => (false, "not set (want one of the html/ files)".to_owned()),
+            Some(page) => {
+                let entry = html::entry_name(page);
+                let size = files.get(&entry).map(|e| e.data.len());
+                let ok = html_names.contains(&entry) && size.is_some_and(|n| n > 0);
+                let detail = match size {
+                    None => format!("{entry} is not in the package"),
+                    Some(n) if ok => format!("{entry} ({n} bytes)"),
+                    Some(n) => format!(
+                        "{entry} ({n} bytes), want one of the page's files ({})",
+                        html_names.join(", ")
+                    ),
+                };
+                (ok, detail)
+            }
+        };
+        r.add("settingPage", ok, detail);
+    }
     if let (Some(m), Some(pkg), Some(param)) = (manifest, text("package.conf"), text("param.conf"))
     {
         let found = check_confs(&m, &pkg, &param);
@@ -317,6 +363,7 @@ mod tests {
             package_conf: package_conf(&m),
             param_conf: param_conf(&m),
             license: crate::licenses::license_text(&[]),
+            html: html::files(),
         };
         tweak(&mut inputs);
         pack(&inputs.entries(), 0).unwrap()
@@ -366,6 +413,83 @@ mod tests {
         let r = check_eap(b"garbage", Arch::Aarch64);
         assert!(!r.ok());
         assert_eq!(r.items.len(), 1);
+    }
+
+    fn failed(r: &Report) -> Vec<&str> {
+        r.items
+            .iter()
+            .filter(|i| !i.ok)
+            .map(|i| i.what.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn settings_page_files_and_setting_page_are_checked() {
+        let arch = Arch::Aarch64;
+        let elf = || fake_elf(true, arch.e_machine());
+        let with_page = |page: Option<&str>| {
+            let mut m = Manifest::earshot("0.1.0", arch);
+            m.acap_package_conf
+                .configuration
+                .as_mut()
+                .unwrap()
+                .setting_page = page.map(Into::into);
+            m.to_json_pretty()
+        };
+
+        let r = check_eap(&package(arch, elf(), |_| {}), arch);
+        let page = r.items.iter().find(|i| i.what == "settingPage").unwrap();
+        assert!(
+            page.ok && page.detail.starts_with("html/index.html ("),
+            "{r}"
+        );
+        for name in ["html/app.js", "html/index.html", "html/style.css"] {
+            assert!(
+                r.items.iter().any(|i| i.what == name && i.ok),
+                "{name}: {r}"
+            );
+        }
+
+        // The page named by settingPage is missing: the entry fails, and so does the manifest,
+        // naming the JSON path (so no settingPage item: there is no valid manifest to read).
+        let eap = package(arch, elf(), |i| i.html.retain(|(n, _)| n != "index.html"));
+        let r = check_eap(&eap, arch);
+        assert_eq!(failed(&r), ["html/index.html", "manifest.json"], "{r}");
+        assert!(
+            r.to_string()
+                .contains("acapPackageConf.configuration.settingPage: found \"index.html\""),
+            "{r}"
+        );
+
+        // An empty file.
+        let eap = package(arch, elf(), |i| {
+            i.html
+                .iter_mut()
+                .find(|(n, _)| n == "style.css")
+                .unwrap()
+                .1
+                .clear();
+        });
+        let r = check_eap(&eap, arch);
+        assert_eq!(failed(&r), ["html/style.css"], "{r}");
+        assert!(r.to_string().contains("0 bytes (empty)"), "{r}");
+
+        // No settingPage: valid for the schema, but the device would offer no page.
+        let eap = package(arch, elf(), |i| i.manifest_json = with_page(None));
+        let r = check_eap(&eap, arch);
+        assert_eq!(failed(&r), ["settingPage"], "{r}");
+
+        // settingPage names a file the package has, but not one of the page's.
+        let eap = package(arch, elf(), |i| {
+            i.html.push(("other.html".into(), "<p>".into()));
+            i.manifest_json = with_page(Some("other.html"));
+        });
+        let r = check_eap(&eap, arch);
+        assert_eq!(failed(&r), ["settingPage"], "{r}");
+        assert!(
+            r.to_string().contains("want one of the page's files"),
+            "{r}"
+        );
     }
 
     #[test]

@@ -44,8 +44,11 @@ pub const PACKAGE_CONF_KEYS: [&str; 22] = [
 /// `REQEMBDEVVERSION` is `embeddedSdkVersion` (default `3.0`), `APPUSR`/`APPGRP` are `sdk` (a
 /// manifest's dynamic user replaces them on current firmware), `LICENSENAME="Available"` and
 /// `LICENSEPAGE="none"` (no copy protection), `VENDORHOMEPAGELINK` an HTML link to `vendorUrl`,
-/// `STARTMODE` the `runMode`; keys for features Earshot does not use (settings page, CGIs,
-/// scripts, extra files) are empty.
+/// `STARTMODE` the `runMode`; keys for features Earshot does not use (CGIs, scripts, extra
+/// files) are empty. `SETTINGSPAGEFILE`/`SETTINGSPAGETEXT` are empty too although the manifest
+/// has a `settingPage`: the handbook does not describe them (acap-rs's `acap-build` copies
+/// `settingPage` into `SETTINGSPAGEFILE`, which matters only to firmware that reads
+/// `package.conf` instead of the manifest).
 pub fn package_conf_entries(manifest: &Manifest) -> Vec<(&'static str, String)> {
     let setup = &manifest.acap_package_conf.setup;
     let (major, minor, micro) = match manifest.version_parts() {

@@ -5,7 +5,8 @@
 //! `gzip --no-name -9`, done here with the `tar` and `flate2` crates so the bytes depend only on
 //! the contents: GNU headers, uid/gid 0 with user and group name `root`, one fixed mtime, mode
 //! 0755 for the executable and 0644 for the rest, entries sorted by name, gzip level 9 without a
-//! file name and with mtime 0.
+//! file name and with mtime 0. Only regular files are written: `html/` has no entry of its own
+//! (unpacking creates it for `html/index.html`).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -46,18 +47,20 @@ pub struct PackageInputs {
     pub param_conf: String,
     /// `LICENSE` text.
     pub license: String,
+    /// The files under `html/`: `(name, contents)`, normally [`crate::html::files`].
+    pub html: Vec<(String, String)>,
 }
 
 impl PackageInputs {
-    /// The five entries: `earshot` (0755), `manifest.json`, `package.conf`, `param.conf`,
-    /// `LICENSE` (0644).
+    /// The entries: `earshot` (0755), `manifest.json`, `package.conf`, `param.conf`,
+    /// `LICENSE` and `html/<name>` for each [`PackageInputs::html`] file (0644).
     pub fn entries(&self) -> Vec<Entry> {
         let file = |name: &str, text: &str| Entry {
             name: name.to_owned(),
             mode: FILE_MODE,
             data: text.as_bytes().to_vec(),
         };
-        vec![
+        let mut entries = vec![
             Entry {
                 name: APP_NAME.to_owned(),
                 mode: EXECUTABLE_MODE,
@@ -67,7 +70,13 @@ impl PackageInputs {
             file("package.conf", &self.package_conf),
             file("param.conf", &self.param_conf),
             file("LICENSE", &self.license),
-        ]
+        ];
+        entries.extend(
+            self.html
+                .iter()
+                .map(|(name, text)| file(&crate::html::entry_name(name), text)),
+        );
+        entries
     }
 }
 
@@ -194,6 +203,10 @@ mod tests {
             package_conf: read("package.conf"),
             param_conf: read("param.conf"),
             license: read("LICENSE"),
+            html: vec![
+                ("index.html".into(), read("index.html")),
+                ("app.js".into(), read("app.js")),
+            ],
         }
     }
 
@@ -206,6 +219,8 @@ mod tests {
             ("package.conf", "APPNAME=\"earshot\"\n"),
             ("param.conf", "A=\"1\"\n"),
             ("LICENSE", "YAMNet Apache\n"),
+            ("index.html", "<!doctype html>\n"),
+            ("app.js", "'use strict';\n"),
         ];
         let write_all = |when: SystemTime| {
             for (n, t) in files {
@@ -234,6 +249,8 @@ mod tests {
             [
                 "LICENSE",
                 "earshot",
+                "html/app.js",
+                "html/index.html",
                 "manifest.json",
                 "package.conf",
                 "param.conf"
@@ -248,6 +265,7 @@ mod tests {
             );
         }
         assert_eq!(unpacked["param.conf"].data, b"A=\"1\"\n");
+        assert_eq!(unpacked["html/index.html"].data, b"<!doctype html>\n");
         // A different mtime changes the bytes (so the mtime really is in the headers).
         assert_ne!(first, pack(&entries, 1).unwrap());
     }

@@ -447,6 +447,11 @@ mod tests {
         let info = gather(Path::new(&cargo), &root, "aarch64-unknown-linux-gnu").unwrap();
         let has = |n: &str| info.crates.iter().any(|c| c.name == n);
         assert!(has("tract-onnx") && has("serde_json") && has("rustls"));
+        // The settings page's server (`earshot run --http`) runs on the device too.
+        assert!(
+            has("tiny_http"),
+            "tiny_http serves the page and API on the device"
+        );
         for absent in [
             "alsa",
             "alsa-sys",
@@ -455,7 +460,6 @@ mod tests {
             "pipewire-sys",
             "libspa",
             "tempfile",
-            "tiny_http",
             // Build-time only: earshot's dev-dependency and ring's C compiler driver (sha2 is
             // linked since Digest auth, through digest_auth).
             "assert_no_alloc",

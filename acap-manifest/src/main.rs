@@ -2,7 +2,8 @@
 //!
 //! - `package --target aarch64|armv7hf [--out DIR] [--binary PATH]`: cross-builds the `earshot`
 //!   binary (profile `acap`, no default features), writes `manifest.json`, `package.conf`,
-//!   `param.conf` and `LICENSE`, packs them reproducibly and prints the path, SHA-256 and sizes;
+//!   `param.conf`, `LICENSE` and the settings page (`html/`), packs them reproducibly and prints
+//!   the path, SHA-256 and sizes;
 //! - `manifest --target ...`: prints `manifest.json`;
 //! - `check FILE.eap --target ...`: runs every package check and exits 1 on any failure.
 
@@ -19,8 +20,8 @@ use sha2::{Digest, Sha256};
 use earshot_acap::conf::{package_conf, param_conf};
 use earshot_acap::eap::{self, PackageInputs};
 use earshot_acap::licenses::{self, license_text};
-use earshot_acap::manifest::validate;
-use earshot_acap::{check, Arch, Manifest};
+use earshot_acap::manifest::validate_package;
+use earshot_acap::{check, html, Arch, Manifest};
 
 #[derive(Parser)]
 #[command(version, about = "Builds and checks Earshot's ACAP package (.eap)")]
@@ -121,20 +122,22 @@ fn package(arch: Arch, out: Option<PathBuf>, binary: Option<PathBuf>) -> Result<
         .with_context(|| format!("reading {}", binary_path.display()))?;
 
     let manifest = Manifest::earshot(&info.earshot_version, arch);
-    let manifest_json = manifest.to_json_pretty();
-    let problems = validate(&serde_json::from_str(&manifest_json)?);
+    let inputs = PackageInputs {
+        binary,
+        manifest_json: manifest.to_json_pretty(),
+        package_conf: package_conf(&manifest),
+        param_conf: param_conf(&manifest),
+        license: license_text(&info.crates),
+        html: html::files(),
+    };
+    let entries = inputs.entries();
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let problems = validate_package(&serde_json::from_str(&inputs.manifest_json)?, &names);
     if !problems.is_empty() {
         let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
         bail!("manifest.json is invalid:\n  {}", list.join("\n  "));
     }
-    let inputs = PackageInputs {
-        binary,
-        manifest_json,
-        package_conf: package_conf(&manifest),
-        param_conf: param_conf(&manifest),
-        license: license_text(&info.crates),
-    };
-    let bytes = eap::pack(&inputs.entries(), eap::source_date_epoch(&root))?;
+    let bytes = eap::pack(&entries, eap::source_date_epoch(&root))?;
 
     let out = out.unwrap_or_else(|| root.join("target").join("eap"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;

@@ -31,8 +31,29 @@ pub const VENDOR: &str = "Earshot";
 pub const EMBEDDED_SDK_VERSION: &str = "3.0";
 /// `runOptions`: the arguments AXIS OS starts `earshot` with: the live daemon on the device's
 /// microphone node (`AudioDevice0Input0`, 48 kHz mono, through PipeWire; see
-/// `acap-platform.md`, "Audio capture"). Settings come from the app parameters.
-pub const RUN_OPTIONS: &str = "run --input pipewire:AudioDevice0Input0";
+/// `acap-platform.md`, "Audio capture"), serving the settings page's API on [`HTTP_LISTEN`].
+/// Settings come from the app parameters.
+pub const RUN_OPTIONS: &str = "run --input pipewire:AudioDevice0Input0 --http 127.0.0.1:2001";
+/// Where `earshot run` serves its HTTP API on the device (`--http` in [`RUN_OPTIONS`]).
+///
+/// Loopback only: the device's web server reaches it through the [`REVERSE_PROXY`] entries, with
+/// the device's own login in front, and nothing else on the network can. Port 2001 is the one
+/// Axis's reverse-proxy examples use; [`REVERSE_PROXY`]'s targets name the same port.
+pub const HTTP_LISTEN: &str = "127.0.0.1:2001";
+/// `configuration.settingPage`: the page the device's app list opens, a file under the
+/// package's `html/` directory ([`crate::html::FILES`]), which the device serves at
+/// `/local/earshot/`.
+pub const SETTING_PAGE: &str = "index.html";
+/// `configuration.reverseProxy`: `(apiPath, target, access)`. The device forwards
+/// `/local/earshot/<apiPath>/...` to `<target>/...` after checking the user's access level, so
+/// the page's relative URLs (`api/settings`, `view/status`) reach `earshot run`'s server.
+///
+/// - `api` (admin): the whole API, including changing settings and sending test events;
+/// - `view` (viewer): the read-only GET endpoints (status, events, live stream) for watching.
+pub const REVERSE_PROXY: [(&str, &str, Access); 2] = [
+    ("api", "http://localhost:2001/api", Access::Admin),
+    ("view", "http://localhost:2001/view", Access::Viewer),
+];
 
 /// The secondary group the app's dynamic user needs to capture audio through PipeWire
 /// (`../shared/handbook/acap-platform.md`, "Audio capture").
@@ -127,6 +148,40 @@ impl Architecture {
     }
 }
 
+/// `access` of a `reverseProxy` entry: the device user level a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Administrators only.
+    Admin,
+    /// Operators and administrators.
+    Operator,
+    /// Every logged-in user.
+    Viewer,
+    /// Anyone, without logging in.
+    Anonymous,
+}
+
+impl Access {
+    /// Every level, most privileged first.
+    pub const ALL: [Access; 4] = [
+        Access::Admin,
+        Access::Operator,
+        Access::Viewer,
+        Access::Anonymous,
+    ];
+
+    /// The schema string (`admin`, `operator`, `viewer`, `anonymous`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Admin => "admin",
+            Access::Operator => "operator",
+            Access::Viewer => "viewer",
+            Access::Anonymous => "anonymous",
+        }
+    }
+}
+
 /// `acapPackageConf.setup.runMode`: what AXIS OS does when the app exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -169,7 +224,7 @@ pub struct Manifest {
 pub struct AcapPackageConf {
     /// `setup`: identification and run settings.
     pub setup: Setup,
-    /// `configuration`: parameters (and, in the schema, web pages, which Earshot has none of).
+    /// `configuration`: the settings page, parameters and reverse-proxy paths.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configuration: Option<Configuration>,
 }
@@ -207,9 +262,28 @@ pub struct Setup {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Configuration {
+    /// `settingPage`: the main web page, a file under the package's `html/` directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setting_page: Option<String>,
     /// `paramConfig`: the app parameters (axparameter), in the order the device lists them.
     #[serde(default)]
     pub param_config: Vec<ParamConfig>,
+    /// `reverseProxy`: paths under `/local/<appName>/` the device forwards to the app's server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reverse_proxy: Vec<ReverseProxy>,
+}
+
+/// One `reverseProxy` entry (the schema's TCP form): `/local/<appName>/<apiPath>/...` is
+/// forwarded to `<target>/...` for users of at least `access` level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReverseProxy {
+    /// `apiPath`: the path under the app's web root, e.g. `api`.
+    pub api_path: String,
+    /// `target`: the URL requests are forwarded to, e.g. `http://localhost:2001/api`.
+    pub target: String,
+    /// `access`: who may call it.
+    pub access: Access,
 }
 
 /// One `paramConfig` entry: an app parameter.
@@ -292,7 +366,18 @@ impl Manifest {
                     architecture: Some(arch.into()),
                     run_options: Some(RUN_OPTIONS.to_owned()),
                 },
-                configuration: Some(Configuration { param_config }),
+                configuration: Some(Configuration {
+                    setting_page: Some(SETTING_PAGE.to_owned()),
+                    param_config,
+                    reverse_proxy: REVERSE_PROXY
+                        .iter()
+                        .map(|&(api_path, target, access)| ReverseProxy {
+                            api_path: api_path.to_owned(),
+                            target: target.to_owned(),
+                            access,
+                        })
+                        .collect(),
+                }),
             },
             resources: Some(Resources {
                 linux: Some(LinuxResources {
@@ -315,6 +400,22 @@ impl Manifest {
             .map_or(&[], |c| c.param_config.as_slice())
     }
 
+    /// `configuration.settingPage`, if any.
+    pub fn setting_page(&self) -> Option<&str> {
+        self.acap_package_conf
+            .configuration
+            .as_ref()
+            .and_then(|c| c.setting_page.as_deref())
+    }
+
+    /// The `reverseProxy` entries (empty when there is no `configuration`).
+    pub fn reverse_proxy(&self) -> &[ReverseProxy] {
+        self.acap_package_conf
+            .configuration
+            .as_ref()
+            .map_or(&[], |c| c.reverse_proxy.as_slice())
+    }
+
     /// `manifest.json`'s text: pretty-printed JSON (two-space indent) ending in a newline.
     pub fn to_json_pretty(&self) -> String {
         let mut text =
@@ -328,6 +429,22 @@ impl Manifest {
     /// # Errors
     /// Every [`Problem`] [`validate`] finds (one with path `$` if the text is not JSON).
     pub fn from_json(text: &str) -> Result<Manifest, Vec<Problem>> {
+        Self::parse(text, validate)
+    }
+
+    /// Parses and validates `manifest.json` text taken from a package whose entry names are
+    /// `files` (e.g. `html/index.html`): [`Manifest::from_json`] with [`validate_package`].
+    ///
+    /// # Errors
+    /// Every [`Problem`] [`validate_package`] finds (one with path `$` if the text is not JSON).
+    pub fn from_package_json<S: AsRef<str>>(
+        text: &str,
+        files: &[S],
+    ) -> Result<Manifest, Vec<Problem>> {
+        Self::parse(text, |v| validate_package(v, files))
+    }
+
+    fn parse(text: &str, check: impl Fn(&Value) -> Vec<Problem>) -> Result<Manifest, Vec<Problem>> {
         let value: Value = serde_json::from_str(text).map_err(|e| {
             vec![Problem {
                 path: "$".to_owned(),
@@ -335,7 +452,7 @@ impl Manifest {
                 expected: "a JSON object".to_owned(),
             }]
         })?;
-        let problems = validate(&value);
+        let problems = check(&value);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -568,6 +685,66 @@ pub fn is_valid_vendor(s: &str) -> bool {
             .all(|c| c.is_alphanumeric() || " -_.,()&@+'!".contains(c))
 }
 
+/// A relative URL path of `/`-separated segments of URL-safe characters (RFC 3986
+/// "unreserved": `A-Z a-z 0-9 - . _ ~`), without empty, `.` or `..` segments; used for
+/// `settingPage` (a file under `html/`) and `reverseProxy[].apiPath`.
+pub fn is_url_safe_path(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        })
+}
+
+/// `reverseProxy[].target` rule (this crate's, stricter than the schema, which also allows
+/// web-socket and FastCGI targets): `http://HOST[:PORT][/PATH]` with a non-empty host (a name,
+/// an IPv4 address or a bracketed IPv6 address), a decimal port, and no spaces, quotes, `<>`,
+/// `?`, `#` or control characters.
+pub fn is_http_target(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("http://") else {
+        return false;
+    };
+    if rest
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "\"'<>?#\\".contains(c))
+    {
+        return false;
+    }
+    let (authority, _path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, after)) if !h.is_empty() => match after {
+                "" => (h, None),
+                p => match p.strip_prefix(':') {
+                    Some(p) => (h, Some(p)),
+                    None => return false,
+                },
+            },
+            _ => return false,
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok()
+    });
+    host_ok && port_ok
+}
+
 fn is_plain_text(s: &str, max: usize) -> bool {
     s.chars().count() <= max && !s.chars().any(char::is_control)
 }
@@ -577,8 +754,10 @@ fn is_plain_text(s: &str, max: usize) -> bool {
 /// Works on a [`Value`] rather than a [`Manifest`] so that a hand-edited manifest with
 /// wrong-typed or unknown fields is checked too. Required: `schemaVersion` (`N.N.N`),
 /// `acapPackageConf.setup.{appName, vendor, version, runMode}`; optional fields are checked when
-/// present; unknown fields of `setup`, `acapPackageConf` and the root are reported (the schema
-/// does not allow them). Returns every problem found (empty: valid), in document order.
+/// present (`settingPage` as a relative path, each `reverseProxy` entry's `apiPath`, `target`
+/// and `access`); unknown fields of the objects checked are reported (the schema does not allow
+/// them). Returns every problem found (empty: valid), in document order. Whether `settingPage`
+/// names a file the package has is [`validate_package`]'s check.
 pub fn validate(manifest: &Value) -> Vec<Problem> {
     let mut c = Checker {
         problems: Vec::new(),
@@ -666,6 +845,43 @@ pub fn validate(manifest: &Value) -> Vec<Problem> {
         }
     }
     c.problems
+}
+
+/// JSON path of `settingPage`, as [`Problem::path`] gives it.
+pub const SETTING_PAGE_PATH: &str = "acapPackageConf.configuration.settingPage";
+
+/// [`validate`], plus what needs the package's entry names `files` (such as `html/index.html`):
+/// a `settingPage` must name one of the package's files under `html/`. That problem, if any,
+/// comes after [`validate`]'s.
+pub fn validate_package<S: AsRef<str>>(manifest: &Value, files: &[S]) -> Vec<Problem> {
+    let mut problems = validate(manifest);
+    let page = manifest
+        .pointer("/acapPackageConf/configuration/settingPage")
+        .and_then(Value::as_str);
+    if let Some(page) = page {
+        let want = format!("html/{page}");
+        let already = problems.iter().any(|p| p.path == SETTING_PAGE_PATH);
+        if !already && !files.iter().any(|f| f.as_ref() == want) {
+            let html: Vec<&str> = files
+                .iter()
+                .map(AsRef::as_ref)
+                .filter(|f| f.starts_with("html/"))
+                .collect();
+            problems.push(Problem {
+                path: SETTING_PAGE_PATH.to_owned(),
+                value: render(&Value::String(page.to_owned())),
+                expected: format!(
+                    "a file the package has under html/ (it has {})",
+                    if html.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        html.join(", ")
+                    }
+                ),
+            });
+        }
+    }
+    problems
 }
 
 fn check_setup(c: &mut Checker, setup: &Map<String, Value>) {
@@ -793,6 +1009,90 @@ fn check_configuration(c: &mut Checker, cfg: &Map<String, Value>) {
             "containers",
         ],
     );
+    c.string(
+        cfg,
+        p,
+        "settingPage",
+        false,
+        "a file under html/: a relative path of A-Z a-z 0-9 - . _ ~ and /",
+        is_url_safe_path,
+    );
+    check_param_config(c, cfg);
+    check_reverse_proxy(c, cfg);
+}
+
+fn check_reverse_proxy(c: &mut Checker, cfg: &Map<String, Value>) {
+    let Some(v) = cfg.get("reverseProxy") else {
+        return;
+    };
+    let path = "acapPackageConf.configuration.reverseProxy";
+    let Some(items) = v.as_array() else {
+        c.problem(
+            path.to_owned(),
+            format!("{} {}", type_name(v), render(v)),
+            "an array of {apiPath, target, access} objects",
+        );
+        return;
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let ip = format!("{path}[{i}]");
+        let Some(obj) = item.as_object() else {
+            c.problem(
+                ip,
+                format!("{} {}", type_name(item), render(item)),
+                "an object {apiPath, target, access}",
+            );
+            continue;
+        };
+        c.unknown_keys(obj, &ip, &["apiPath", "apiType", "target", "access"]);
+        let api_path = c.string(
+            obj,
+            &ip,
+            "apiPath",
+            true,
+            "a path under the app's web root of A-Z a-z 0-9 - . _ ~ and /, e.g. \"api\"",
+            is_url_safe_path,
+        );
+        if let Some(api_path) = api_path {
+            if seen.contains(&api_path) {
+                c.problem(
+                    format!("{ip}.apiPath"),
+                    render(&Value::String(api_path.to_owned())),
+                    "an apiPath no earlier reverseProxy entry has",
+                );
+            }
+            seen.push(api_path);
+        }
+        if let Some(t) = obj.get("apiType") {
+            c.problem(
+                format!("{ip}.apiType"),
+                render(t),
+                "no apiType: the unix-socket form of an entry is not supported here; use \
+                 {apiPath, target: \"http://...\", access}",
+            );
+        }
+        c.string(
+            obj,
+            &ip,
+            "target",
+            true,
+            "an http:// URL, e.g. \"http://localhost:2001/api\"",
+            is_http_target,
+        );
+        c.string(
+            obj,
+            &ip,
+            "access",
+            true,
+            "one of \"admin\", \"operator\", \"viewer\", \"anonymous\"",
+            |s| Access::ALL.iter().any(|a| a.as_str() == s),
+        );
+    }
+}
+
+fn check_param_config(c: &mut Checker, cfg: &Map<String, Value>) {
+    let p = "acapPackageConf.configuration";
     let Some(v) = cfg.get("paramConfig") else {
         return;
     };
@@ -1059,6 +1359,202 @@ mod tests {
         ] {
             assert_eq!(version_parts(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn generated_manifest_serves_the_page_through_the_proxy() {
+        let v = generated();
+        let cfg = &v["acapPackageConf"]["configuration"];
+        assert_eq!(cfg["settingPage"], "index.html");
+        assert_eq!(
+            cfg["reverseProxy"],
+            json!([
+                {"apiPath": "api", "target": "http://localhost:2001/api", "access": "admin"},
+                {"apiPath": "view", "target": "http://localhost:2001/view", "access": "viewer"},
+            ])
+        );
+        // earshot listens where the proxy sends requests, on loopback only.
+        assert!(RUN_OPTIONS.ends_with(&format!(" --http {HTTP_LISTEN}")));
+        let listen: std::net::SocketAddr = HTTP_LISTEN.parse().unwrap();
+        assert!(listen.ip().is_loopback());
+        let m = Manifest::earshot("0.1.0", Arch::Aarch64);
+        assert_eq!(m.setting_page(), Some(SETTING_PAGE));
+        assert_eq!(m.reverse_proxy().len(), 2);
+        for e in m.reverse_proxy() {
+            // The server's routes are /api/... and /view/...: the target keeps the path.
+            let want = format!("http://localhost:{}/{}", listen.port(), e.api_path);
+            assert_eq!(e.target, want);
+            assert!(is_http_target(&e.target) && is_url_safe_path(&e.api_path));
+        }
+        let files = ["earshot", "html/index.html", "html/app.js"];
+        assert_eq!(validate_package(&v, &files), vec![]);
+        assert_eq!(
+            Manifest::from_package_json(&m.to_json_pretty(), &files),
+            Ok(m)
+        );
+    }
+
+    fn with_proxy(entries: Value) -> Value {
+        let mut v = generated();
+        v["acapPackageConf"]["configuration"]["reverseProxy"] = entries;
+        v
+    }
+
+    #[test]
+    fn good_reverse_proxy_entries_pass() {
+        for access in ["admin", "operator", "viewer", "anonymous"] {
+            for (api_path, target) in [
+                ("api", "http://localhost:2001/api"),
+                ("v1/live_view", "http://127.0.0.1:8080"),
+                ("a.b~c-d", "http://[::1]:2001/x/y"),
+                ("x", "http://app.local/"),
+            ] {
+                let v =
+                    with_proxy(json!([{"apiPath": api_path, "target": target, "access": access}]));
+                assert_eq!(validate(&v), vec![], "{api_path} {target} {access}");
+            }
+        }
+        assert_eq!(validate(&with_proxy(json!([]))), vec![]);
+    }
+
+    #[test]
+    fn bad_reverse_proxy_entries_are_reported_by_path() {
+        let p = "acapPackageConf.configuration.reverseProxy";
+        let good =
+            json!({"apiPath": "api", "target": "http://localhost:2001/api", "access": "admin"});
+        for (key, bad) in [
+            ("apiPath", json!("")),
+            ("apiPath", json!("/api")),
+            ("apiPath", json!("api/")),
+            ("apiPath", json!("a//b")),
+            ("apiPath", json!("../up")),
+            ("apiPath", json!("my api")),
+            ("apiPath", json!("api?x=1")),
+            ("apiPath", json!(7)),
+            ("target", json!("https://localhost:2001/api")),
+            ("target", json!("localhost:2001/api")),
+            ("target", json!("http://")),
+            ("target", json!("http://:2001/api")),
+            ("target", json!("http://localhost:port/api")),
+            ("target", json!("http://localhost:99999")),
+            ("target", json!("http://local host/api")),
+            ("target", json!("http://[::1/api")),
+            ("target", json!("unix:/run/earshot.sock")),
+            ("target", json!(["http://localhost"])),
+            ("access", json!("root")),
+            ("access", json!("Admin")),
+            ("access", json!("")),
+            ("access", json!(null)),
+        ] {
+            let mut entry = good.clone();
+            entry["apiPath"] = json!("view");
+            entry[key] = bad.clone();
+            let problems = validate(&with_proxy(json!([good.clone(), entry])));
+            assert_eq!(paths(&problems), vec![format!("{p}[1].{key}")], "{bad}");
+            assert!(problems[0].value.contains(&bad.to_string()), "{problems:?}");
+        }
+
+        // Every required field missing, an unknown field, the unix-socket form, a repeated
+        // apiPath and non-objects: all reported at once, in document order.
+        let v = with_proxy(json!([
+            {},
+            {"apiPath": "api", "target": "http://localhost:1/api", "access": "admin", "timeout": 5},
+            {"apiPath": "sock", "apiType": "http", "target": "http://localhost:1/s", "access": "viewer"},
+            {"apiPath": "api", "target": "http://localhost:2/api", "access": "viewer"},
+            "api",
+        ]));
+        let problems = validate(&v);
+        assert_eq!(
+            paths(&problems),
+            vec![
+                format!("{p}[0].apiPath"),
+                format!("{p}[0].target"),
+                format!("{p}[0].access"),
+                format!("{p}[1].timeout"),
+                format!("{p}[2].apiType"),
+                format!("{p}[3].apiPath"),
+                format!("{p}[4]"),
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems[..3].iter().all(|p| p.value == "missing"));
+        assert!(problems[3].expected.contains("no such field"));
+        assert!(problems[4].expected.contains("unix-socket form"));
+        assert!(problems[5]
+            .expected
+            .contains("no earlier reverseProxy entry"));
+
+        let problems = validate(&with_proxy(json!({"api": "http://localhost:2001"})));
+        assert_eq!(paths(&problems), vec![p]);
+        assert!(problems[0].expected.contains("an array"));
+    }
+
+    #[test]
+    fn setting_page_must_be_a_relative_path_and_a_file_of_the_package() {
+        let path = SETTING_PAGE_PATH;
+        let with_page = |page: Value| {
+            let mut v = generated();
+            v["acapPackageConf"]["configuration"]["settingPage"] = page;
+            v
+        };
+        for ok in ["index.html", "pages/settings.html", "a-b_c~d.htm"] {
+            assert_eq!(validate(&with_page(json!(ok))), vec![], "{ok}");
+        }
+        for bad in [
+            json!(""),
+            json!("/index.html"),
+            json!("../index.html"),
+            json!("html/../../etc/passwd"),
+            json!("my page.html"),
+            json!("index.html#top"),
+            json!(["index.html"]),
+            json!(1),
+        ] {
+            let problems = validate(&with_page(bad.clone()));
+            assert_eq!(paths(&problems), vec![path], "{bad}");
+            // Malformed: reported once, also when validating a package.
+            let problems = validate_package(&with_page(bad.clone()), &["html/index.html"]);
+            assert_eq!(paths(&problems), vec![path], "{bad}");
+        }
+
+        let v = generated();
+        assert_eq!(validate_package(&v, &["html/index.html"]), vec![]);
+        // Not under html/, or not there at all: the problem lists what html/ has.
+        for files in [
+            vec!["index.html", "earshot"],
+            vec!["html/app.js", "html/style.css", "manifest.json"],
+        ] {
+            let problems = validate_package(&v, &files);
+            assert_eq!(paths(&problems), vec![path], "{files:?}");
+            assert_eq!(problems[0].value, "\"index.html\"");
+            let has: Vec<&str> = files
+                .iter()
+                .copied()
+                .filter(|f| f.starts_with("html/"))
+                .collect();
+            let listed = if has.is_empty() {
+                "none".to_owned()
+            } else {
+                has.join(", ")
+            };
+            assert!(
+                problems[0]
+                    .expected
+                    .ends_with(&format!("(it has {listed})")),
+                "{problems:?}"
+            );
+        }
+        // The package check comes after the rest, and from_package_json reports it too.
+        let mut bad = generated();
+        bad["acapPackageConf"]["setup"]["runMode"] = json!("always");
+        assert_eq!(
+            paths(&validate_package(&bad, &["earshot"])),
+            vec!["acapPackageConf.setup.runMode", path]
+        );
+        let text = Manifest::earshot("0.1.0", Arch::Armv7hf).to_json_pretty();
+        let errors = Manifest::from_package_json(&text, &["earshot"]).unwrap_err();
+        assert_eq!(paths(&errors), vec![path]);
+        assert!(Manifest::from_json(&text).is_ok());
     }
 
     #[test]

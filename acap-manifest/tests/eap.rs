@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use earshot_acap::check::check_eap;
-use earshot_acap::Arch;
+use earshot_acap::check::{check_eap, Report};
+use earshot_acap::eap::{unpack, FILE_MODE};
+use earshot_acap::{html, Arch};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,6 +35,22 @@ fn find_eap(dir: &Path, arch: Arch) -> Option<PathBuf> {
     found.pop()
 }
 
+/// The settings page's checks ran and passed: one item per `html/` file, and `settingPage`.
+fn assert_page_checked(report: &Report) {
+    let mut want: Vec<String> = html::FILES
+        .iter()
+        .map(|(n, _)| html::entry_name(n))
+        .collect();
+    want.push("settingPage".to_owned());
+    for what in &want {
+        let item = report.items.iter().find(|i| i.what == *what);
+        assert!(
+            item.is_some_and(|i| i.ok),
+            "{what} not checked or failed:\n{report}"
+        );
+    }
+}
+
 fn check_real_package(arch: Arch) {
     let dir = std::env::var_os("EARSHOT_EAP_DIR")
         .map(PathBuf::from)
@@ -52,6 +69,7 @@ fn check_real_package(arch: Arch) {
     let report = check_eap(&bytes, arch);
     eprintln!("{}:\n{report}", path.display());
     assert!(report.ok(), "{}:\n{report}", path.display());
+    assert_page_checked(&report);
     // A real build must need some GLIBC symbol versions (it links dynamically against glibc).
     assert!(report.newest_glibc.is_some(), "{report}");
 }
@@ -132,6 +150,23 @@ fn synthetic_packages_pass_the_checks_and_are_reproducible() {
             // The library checks, and the `check` command's exit status.
             let report = check_eap(outputs.last().unwrap(), arch);
             assert!(report.ok(), "{report}");
+            assert_page_checked(&report);
+            // The page is the repository's src/web/page/, byte for byte, as a plain file.
+            let files = unpack(outputs.last().unwrap()).unwrap();
+            let page_dir = workspace_root().join("src").join("web").join("page");
+            for (name, _) in html::FILES {
+                let entry = &files[&html::entry_name(name)];
+                assert_eq!(
+                    entry.data,
+                    std::fs::read(page_dir.join(name)).unwrap(),
+                    "{name}"
+                );
+                assert_eq!(
+                    (entry.mode, entry.uid, entry.gid),
+                    (FILE_MODE, 0, 0),
+                    "{name}"
+                );
+            }
             let glibc = report
                 .newest_glibc
                 .clone()
