@@ -51,8 +51,8 @@ pub const SETTING_PAGE: &str = "index.html";
 /// - `api` (admin): the whole API, including changing settings and sending test events;
 /// - `view` (viewer): the read-only GET endpoints (status, events, live stream) for watching.
 pub const REVERSE_PROXY: [(&str, &str, Access); 2] = [
-    ("api", "http://localhost:2001/api", Access::Admin),
-    ("view", "http://localhost:2001/view", Access::Viewer),
+    ("api", "http://127.0.0.1:2001/api", Access::Admin),
+    ("view", "http://127.0.0.1:2001/view", Access::Viewer),
 ];
 
 /// The secondary group the app's dynamic user needs to capture audio through PipeWire
@@ -1021,30 +1021,44 @@ fn check_configuration(c: &mut Checker, cfg: &Map<String, Value>) {
     check_reverse_proxy(c, cfg);
 }
 
+/// Calls `f` with each object of the array `v` at `path` and its path (`path[i]`), in order;
+/// a `v` that is no array, and items that are no objects, are reported as problems expecting
+/// `shape`.
+fn each_object<'a>(
+    c: &mut Checker,
+    v: &'a Value,
+    path: &str,
+    shape: &str,
+    mut f: impl FnMut(&mut Checker, String, &'a Map<String, Value>),
+) {
+    let Some(items) = v.as_array() else {
+        c.problem(
+            path.to_owned(),
+            format!("{} {}", type_name(v), render(v)),
+            format!("an array of {shape} objects"),
+        );
+        return;
+    };
+    for (i, item) in items.iter().enumerate() {
+        let ip = format!("{path}[{i}]");
+        match item.as_object() {
+            Some(obj) => f(c, ip, obj),
+            None => c.problem(
+                ip,
+                format!("{} {}", type_name(item), render(item)),
+                format!("an object {shape}"),
+            ),
+        }
+    }
+}
+
 fn check_reverse_proxy(c: &mut Checker, cfg: &Map<String, Value>) {
     let Some(v) = cfg.get("reverseProxy") else {
         return;
     };
     let path = "acapPackageConf.configuration.reverseProxy";
-    let Some(items) = v.as_array() else {
-        c.problem(
-            path.to_owned(),
-            format!("{} {}", type_name(v), render(v)),
-            "an array of {apiPath, target, access} objects",
-        );
-        return;
-    };
     let mut seen: Vec<&str> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let ip = format!("{path}[{i}]");
-        let Some(obj) = item.as_object() else {
-            c.problem(
-                ip,
-                format!("{} {}", type_name(item), render(item)),
-                "an object {apiPath, target, access}",
-            );
-            continue;
-        };
+    each_object(c, v, path, "{apiPath, target, access}", |c, ip, obj| {
         c.unknown_keys(obj, &ip, &["apiPath", "apiType", "target", "access"]);
         let api_path = c.string(
             obj,
@@ -1088,7 +1102,7 @@ fn check_reverse_proxy(c: &mut Checker, cfg: &Map<String, Value>) {
             "one of \"admin\", \"operator\", \"viewer\", \"anonymous\"",
             |s| Access::ALL.iter().any(|a| a.as_str() == s),
         );
-    }
+    });
 }
 
 fn check_param_config(c: &mut Checker, cfg: &Map<String, Value>) {
@@ -1097,25 +1111,8 @@ fn check_param_config(c: &mut Checker, cfg: &Map<String, Value>) {
         return;
     };
     let path = format!("{p}.paramConfig");
-    let Some(items) = v.as_array() else {
-        c.problem(
-            path,
-            format!("{} {}", type_name(v), render(v)),
-            "an array of {name, default, type} objects",
-        );
-        return;
-    };
     let mut seen: Vec<&str> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let ip = format!("{path}[{i}]");
-        let Some(obj) = item.as_object() else {
-            c.problem(
-                ip,
-                format!("{} {}", type_name(item), render(item)),
-                "an object {name, default, type}",
-            );
-            continue;
-        };
+    each_object(c, v, &path, "{name, default, type}", |c, ip, obj| {
         c.unknown_keys(obj, &ip, &["name", "default", "type"]);
         let name = c.string(
             obj,
@@ -1156,7 +1153,7 @@ fn check_param_config(c: &mut Checker, cfg: &Map<String, Value>) {
                     || s.starts_with("enum:")
             },
         );
-    }
+    });
 }
 
 #[cfg(test)]
@@ -1369,8 +1366,8 @@ mod tests {
         assert_eq!(
             cfg["reverseProxy"],
             json!([
-                {"apiPath": "api", "target": "http://localhost:2001/api", "access": "admin"},
-                {"apiPath": "view", "target": "http://localhost:2001/view", "access": "viewer"},
+                {"apiPath": "api", "target": "http://127.0.0.1:2001/api", "access": "admin"},
+                {"apiPath": "view", "target": "http://127.0.0.1:2001/view", "access": "viewer"},
             ])
         );
         // earshot listens where the proxy sends requests, on loopback only.
@@ -1382,7 +1379,7 @@ mod tests {
         assert_eq!(m.reverse_proxy().len(), 2);
         for e in m.reverse_proxy() {
             // The server's routes are /api/... and /view/...: the target keeps the path.
-            let want = format!("http://localhost:{}/{}", listen.port(), e.api_path);
+            let want = format!("http://{listen}/{}", e.api_path);
             assert_eq!(e.target, want);
             assert!(is_http_target(&e.target) && is_url_safe_path(&e.api_path));
         }
