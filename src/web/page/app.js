@@ -603,7 +603,22 @@
     on("level", onLevel);
     on("patch", onPatch);
     on("event", (e) => addEvent(e, false));
+    // The server sends `ping` after 10 s without anything else: silence longer than
+    // STALL_MS means a stalled connection, which EventSource would not notice by itself.
+    for (const name of ["level", "patch", "event", "ping"]) {
+      es.addEventListener(name, () => { lastLiveAt = Date.now(); });
+    }
+    lastLiveAt = Date.now();
   }
+
+  const STALL_MS = 25000;
+  let lastLiveAt = Date.now();
+  setInterval(() => {
+    if (source && source.readyState === EventSource.OPEN && Date.now() - lastLiveAt > STALL_MS) {
+      setLive(false);
+      connectLive();
+    }
+  }, 5000);
 
   // ---- Status (polled) --------------------------------------------------------------------
 
