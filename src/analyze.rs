@@ -34,6 +34,9 @@ pub struct AnalyzeSettings {
     pub level_events: LevelEventsConfig,
     /// Front-end parameters (patch hop).
     pub frontend: LogMelConfig,
+    /// Cascade gate slack, dB ([`crate::detectors::DetectorConfig::cascade_gate`]); `None`
+    /// classifies every patch. A `--scores` timeline classifies every patch regardless.
+    pub gate_slack_db: Option<f64>,
     /// Keep a per-patch timeline with this many top AudioSet classes (`--scores`); `None`: no timeline.
     pub timeline_top: Option<usize>,
     /// Add YAMNet's 1024-d embedding to every timeline patch (`--embeddings`).
@@ -196,6 +199,14 @@ impl FileAnalyzer {
             file: file.clone(),
             source,
         };
+        let gate = match self.settings.gate_slack_db {
+            Some(slack) if self.settings.timeline_top.is_none() => self
+                .settings
+                .detectors
+                .cascade_gate(slack)
+                .map_err(AnalyzeError::Settings)?,
+            _ => None,
+        };
         let analyzer = match &mut self.analyzer {
             Some(a) if a.rate_hz() == info.sample_rate_hz => a,
             slot => slot.insert(
@@ -205,6 +216,7 @@ impl FileAnalyzer {
                     .map_err(pipeline_err)?,
             ),
         };
+        analyzer.set_gate(gate);
         let classifier = &mut self.classifier;
         let mut bank = DetectorBank::new(info.sample_rate_hz, &self.settings.detectors)
             .map_err(AnalyzeError::Settings)?;
@@ -360,7 +372,11 @@ fn patch_line(p: PatchReport, top: usize, embedding: bool) -> PatchLine {
             .iter()
             .map(|c| (*c, p.class_scores[c.slot()]))
             .collect(),
-        top: audioset::top_k(&p.output.scores, top)
+        top: p
+            .output
+            .as_ref()
+            .map(|o| audioset::top_k(&o.scores, top))
+            .unwrap_or_default()
             .into_iter()
             .map(|(index, score)| TopClass {
                 index,
@@ -368,6 +384,6 @@ fn patch_line(p: PatchReport, top: usize, embedding: bool) -> PatchLine {
                 score,
             })
             .collect(),
-        embedding: embedding.then_some(p.output.embedding),
+        embedding: p.output.filter(|_| embedding).map(|o| o.embedding),
     }
 }

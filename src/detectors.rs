@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::classes::EarshotClass;
 use crate::detector::{Detector, DetectorEvent, DetectorSettings, Evidence, LevelGate};
-use crate::pipeline::PatchReport;
+use crate::pipeline::{Gate, PatchReport};
 
 /// Aggression's LAeq must exceed the recent level (80th percentile of the 100 ms LAeq over
 /// 60 s) by this much, dB: a raised voice is louder than the speech a place has been hearing.
@@ -150,6 +150,52 @@ impl DetectorConfig {
     /// The settings of `class`, to change.
     pub fn class_mut(&mut self, class: EarshotClass) -> &mut ClassSettings {
         &mut self.classes[class.slot()]
+    }
+
+    /// The cascade gate ([`Gate`]) that skips only patches no enabled alarm detector could
+    /// start on: the loosest level gate of the enabled alarm classes (glass break, aggression,
+    /// gunshot), lowered by `slack_db` (dB, ≥ 0), held open while a class's evidence stays at or
+    /// above its off-threshold. `None` (classify every patch) when an enabled alarm class has
+    /// no level gate, or when none is enabled.
+    ///
+    /// Speech is context, not an alarm, and has no level gate: it neither opens nor holds the
+    /// gate, so with the gate on, speech is detected only in the patches classified for the
+    /// alarm classes (`--no-gate`, or `[gate] enabled = false`, for all of it).
+    ///
+    /// # Errors
+    /// A message naming `slack_db` when it is negative or not finite, or a class's invalid
+    /// threshold (as [`ClassSettings::detector_settings`]).
+    pub fn cascade_gate(&self, slack_db: f64) -> Result<Option<Gate>, String> {
+        if !(slack_db.is_finite() && slack_db >= 0.0) {
+            return Err(format!("gate slack_db = {slack_db}: expected 0 dB or more"));
+        }
+        let mut gate = Gate {
+            min_dbfs: f64::INFINITY,
+            above_background_db: f64::INFINITY,
+            hold_scores: [None; EarshotClass::ALL.len()],
+        };
+        let mut any = false;
+        for class in EarshotClass::ALL {
+            let c = self.class(class);
+            if !c.enabled || class == EarshotClass::Speech {
+                continue;
+            }
+            any = true;
+            let (min_dbfs, above) = match c.level_gate {
+                None => return Ok(None),
+                Some(LevelGate::AbsoluteDbfs(min)) => (min, f64::NEG_INFINITY),
+                Some(LevelGate::AboveBackgroundDb(margin)) => (f64::NEG_INFINITY, margin),
+                Some(LevelGate::Both {
+                    min_dbfs,
+                    above_background_db,
+                    ..
+                }) => (min_dbfs, above_background_db),
+            };
+            gate.min_dbfs = gate.min_dbfs.min(min_dbfs - slack_db);
+            gate.above_background_db = gate.above_background_db.min(above - slack_db);
+            gate.hold_scores[class.slot()] = Some(c.detector_settings()?.off_threshold);
+        }
+        Ok(any.then_some(gate))
     }
 }
 
@@ -353,6 +399,48 @@ mod tests {
         for s in 0..100u8 {
             assert!(thresholds_for_sensitivity(s + 1).0 <= thresholds_for_sensitivity(s).0);
         }
+    }
+
+    #[test]
+    fn cascade_gate_is_the_loosest_enabled_level_gate() {
+        let c = DetectorConfig::default();
+        let g = c
+            .cascade_gate(0.0)
+            .unwrap()
+            .expect("every alarm class has a level gate");
+        assert_eq!((g.min_dbfs, g.above_background_db), (-70.0, 6.0));
+        // Held open at each enabled alarm class's off-threshold; never for speech.
+        let holds = g.hold_scores;
+        assert!((holds[EarshotClass::GlassBreak.slot()].unwrap() - 0.3).abs() < 1e-6);
+        assert_eq!(holds[EarshotClass::Speech.slot()], None);
+        // A more sensitive class holds at its own lower off-threshold.
+        let mut c = DetectorConfig::default();
+        c.class_mut(EarshotClass::Gunshot).sensitivity = 100;
+        let g = c.cascade_gate(2.5).unwrap().unwrap();
+        assert!((g.hold_scores[EarshotClass::Gunshot.slot()].unwrap() - 0.15).abs() < 1e-6);
+        assert_eq!((g.min_dbfs, g.above_background_db), (-72.5, 3.5));
+        // One class with a looser gate loosens the whole gate.
+        c.class_mut(EarshotClass::GlassBreak).level_gate = Some(LevelGate::AboveBackgroundDb(2.0));
+        let g = c.cascade_gate(0.0).unwrap().unwrap();
+        assert_eq!(
+            (g.min_dbfs, g.above_background_db),
+            (f64::NEG_INFINITY, 2.0)
+        );
+        // Speech (context, no level gate) does not keep the gate open.
+        let mut c = DetectorConfig::default();
+        c.class_mut(EarshotClass::Speech).enabled = true;
+        assert!(c.cascade_gate(0.0).unwrap().is_some());
+        // An enabled alarm class without a level gate can start on any patch: no gate.
+        c.class_mut(EarshotClass::Gunshot).level_gate = None;
+        assert_eq!(c.cascade_gate(0.0), Ok(None));
+        // Nothing enabled: nothing to classify for, but no gate either (timelines still work).
+        let mut c = DetectorConfig::default();
+        for class in EarshotClass::ALL {
+            c.class_mut(class).enabled = false;
+        }
+        assert_eq!(c.cascade_gate(0.0), Ok(None));
+        let e = DetectorConfig::default().cascade_gate(-1.0).unwrap_err();
+        assert!(e.contains("slack_db = -1"), "{e}");
     }
 
     #[test]

@@ -340,6 +340,10 @@ pub struct BackgroundReport {
     pub total_per_hour: f64,
     /// When each false alarm started, seconds, per class (for listening to them).
     pub at_s: BTreeMap<EarshotClass, Vec<f64>>,
+    /// Patches the front end produced.
+    pub patches: u64,
+    /// Patches the classifier ran on (fewer than `patches` with the cascade gate).
+    pub classified: u64,
 }
 
 /// The result of `earshot eval`.
@@ -546,6 +550,8 @@ pub fn run(
                 total_per_hour: per_hour(false_alarms.values().sum()),
                 false_alarms,
                 at_s,
+                patches: report.summary.patches,
+                classified: report.summary.classified,
             }))
         }
     }
@@ -664,6 +670,13 @@ pub fn write_table(report: &EvalReport, out: &mut impl std::io::Write) -> std::i
                 )?;
             }
             writeln!(out, "  {:<12} {:>10.2} per hour", "total", r.total_per_hour)?;
+            writeln!(
+                out,
+                "Patches classified: {} of {} ({:.1} %; the rest skipped by the cascade gate)",
+                r.classified,
+                r.patches,
+                100.0 * r.classified as f64 / r.patches.max(1) as f64
+            )?;
         }
     }
     Ok(())

@@ -202,6 +202,12 @@ struct DetectionArgs {
     #[arg(long, value_name = "ALPHA", default_value_t = 0.0)]
     suppress: f64,
 
+    /// Classify every patch: turn off the cascade gate, which skips patches too quiet for any
+    /// enabled detector to start on (README, "Performance"). A --scores timeline always
+    /// classifies every patch.
+    #[arg(long)]
+    no_gate: bool,
+
     /// Frames between patch starts (10 ms each; 48 = 0.48 s, YAMNet's reference hop).
     #[arg(long, default_value_t = 48, value_name = "FRAMES",
           value_parser = clap::value_parser!(u16).range(1..=96))]
@@ -367,6 +373,7 @@ fn setup(
             patch_hop_frames: d.patch_hop_frames as usize,
             ..LogMelConfig::default()
         },
+        gate_slack_db: (!d.no_gate).then_some(0.0),
         timeline_top,
         timeline_embeddings,
         calibration_offset_db: d.calibration_offset,

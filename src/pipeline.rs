@@ -17,6 +17,12 @@
 //! [`Relevel::max_gain_db`] (so room tone is not blown up into a sound). Measured on
 //! `../shared/eval`: glass-break recall at ≤ 2 % false alarms rises from 0.76 to 0.96 on YAMNet's
 //! "Smash, crash" score. The level meters always see the untouched input.
+//!
+//! **Cascade gate** (on by default in `earshot run`, `analyze` and `eval`, [`Gate`]): the
+//! classifier costs about a thousand times more than everything else, and most patches of a
+//! quiet scene cannot start any detection, because every alarm detector has a level gate
+//! ([`crate::detector::LevelGate`]). The gate skips inference for those patches; their report
+//! has [`PatchReport::output`] `None` and zero class evidence.
 
 use std::collections::VecDeque;
 
@@ -63,6 +69,49 @@ impl Relevel {
     /// the maximum gain.
     pub fn gain_db(&self, lcpeak_dbfs: f64) -> f64 {
         (self.target_peak_dbfs - lcpeak_dbfs).min(self.max_gain_db)
+    }
+}
+
+/// Cascade gate: which patches are worth classifying (see the module documentation).
+///
+/// A patch is classified when any of these holds:
+/// - its LAFmax is at least `min_dbfs` **and** at least `above_background_db` over the learned
+///   background (or the background is still warming up, [`BACKGROUND_WARM_UP_S`]);
+/// - the last classified patch's evidence for a class reached that class's `hold_scores` entry
+///   (an ongoing sound is followed while its evidence lasts, whatever its level).
+///
+/// [`crate::detectors::DetectorConfig::cascade_gate`] derives these values from the detectors'
+/// own level gates (the loosest of the enabled classes) and their off-thresholds, so a patch the
+/// gate skips could not have started any detection: start events are the same with the gate on
+/// and off. Onsets and voice activity are not separate conditions: a detector cannot start on
+/// them without its level gate passing. What the gate can change is the end of a detection whose
+/// evidence dipped below the off-threshold and then returned while the level was below the gate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gate {
+    /// Smallest LAFmax of a classified patch, dBFS (`-inf`: no absolute condition).
+    pub min_dbfs: f64,
+    /// Smallest LAFmax above the background estimate, dB (`-inf`: no background condition).
+    pub above_background_db: f64,
+    /// Per class ([`crate::classes::EarshotClass::slot`]): evidence in [0, 1] of the last
+    /// classified patch that keeps the gate open for the next one; `None`: the class does not
+    /// hold it open.
+    pub hold_scores: ClassScoresHold,
+}
+
+/// One optional evidence threshold per Earshot class.
+pub type ClassScoresHold = [Option<f32>; crate::classes::EarshotClass::ALL.len()];
+
+impl Gate {
+    /// Whether a patch with this level is classified, given the last classified evidence.
+    fn opens(&self, lafmax_dbfs: f64, background_dbfs: Option<f64>, last: &ClassScores) -> bool {
+        let level = lafmax_dbfs >= self.min_dbfs
+            && background_dbfs.is_none_or(|bg| lafmax_dbfs >= bg + self.above_background_db);
+        level
+            || self
+                .hold_scores
+                .iter()
+                .zip(last)
+                .any(|(hold, score)| hold.is_some_and(|h| *score >= h))
     }
 }
 
@@ -124,8 +173,9 @@ pub struct PatchReport {
     pub end_s: f64,
     /// Evidence for each Earshot class, in [0, 1] ([`crate::evidence`]).
     pub class_scores: ClassScores,
-    /// The classifier's full output (521 scores, logits, 1024-d embedding).
-    pub output: ClassifierOutput,
+    /// The classifier's full output (521 scores, logits, 1024-d embedding); `None` when the
+    /// cascade gate skipped the patch ([`Gate`]).
+    pub output: Option<ClassifierOutput>,
     /// Level over the patch's span, at the input's native rate.
     pub level: LevelSummary,
     /// The learned background level when the patch was classified, dBFS: the 20th percentile
@@ -153,8 +203,10 @@ pub struct StreamSummary {
     /// Integrated loudness per ITU-R BS.1770-4 (gated), LUFS; `None` when every block was gated
     /// out (silence, or shorter than 400 ms).
     pub integrated_lufs: Option<f64>,
-    /// Number of patches classified.
+    /// Number of patches the front end produced.
     pub patches: u64,
+    /// Number of those the classifier ran on (the rest were skipped by the [`Gate`]).
+    pub classified: u64,
 }
 
 /// Streaming analyser of one mono input at its native rate.
@@ -173,6 +225,10 @@ pub struct Analyzer {
     spare: Vec<Vec<f32>>,
     samples_in: u64,
     patches: u64,
+    classified: u64,
+    gate: Option<Gate>,
+    /// Evidence of the last classified patch (zero after a skipped one), for the gate's hold.
+    last_scores: ClassScores,
     relevel: Option<Relevel>,
     suppression: Option<Suppression>,
     spectrum: BackgroundSpectrum,
@@ -229,6 +285,9 @@ impl Analyzer {
             spare: Vec::new(),
             samples_in: 0,
             patches: 0,
+            classified: 0,
+            gate: None,
+            last_scores: ClassScores::default(),
         })
     }
 
@@ -251,6 +310,18 @@ impl Analyzer {
         }
         self.relevel = relevel;
         Ok(self)
+    }
+
+    /// Sets or disables (`None`, the default) the cascade gate ([`Gate`]).
+    pub fn with_gate(mut self, gate: Option<Gate>) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// Changes the cascade gate of a running analyser (e.g. after the detector settings
+    /// changed); takes effect from the next patch.
+    pub fn set_gate(&mut self, gate: Option<Gate>) {
+        self.gate = gate;
     }
 
     /// Sets or disables (`None`, the default) background suppression before the classifier.
@@ -321,6 +392,7 @@ impl Analyzer {
             level: LevelSummary::from_stats(&self.whole),
             integrated_lufs: self.loudness.integrated_lufs(),
             patches: self.patches,
+            classified: self.classified,
         };
         self.history.clear();
         self.background.reset();
@@ -333,6 +405,8 @@ impl Analyzer {
         self.loudness.reset();
         self.samples_in = 0;
         self.patches = 0;
+        self.classified = 0;
+        self.last_scores = ClassScores::default();
         Ok(summary)
     }
 
@@ -377,11 +451,23 @@ impl Analyzer {
                 self.frames_seen = self.frames_seen.max(first + (log_mel.len() / bands) as u64);
                 log_mel.copy_from_slice(&self.scratch);
             }
-            let gain_db = self.relevel.map_or(0.0, |r| r.gain_db(stats.lcpeak_db()));
-            normalise_gain(&mut log_mel, gain_db, log_offset);
-            let output = classifier.classify(&log_mel);
+            let open = self
+                .gate
+                .is_none_or(|g| g.opens(stats.lafmax_db(), background_dbfs, &self.last_scores));
+            let (gain_db, output) = if open {
+                let gain_db = self.relevel.map_or(0.0, |r| r.gain_db(stats.lcpeak_db()));
+                normalise_gain(&mut log_mel, gain_db, log_offset);
+                (gain_db, Some(classifier.classify(&log_mel)))
+            } else {
+                (0.0, None)
+            };
             self.spare.push(log_mel);
-            let output = output?;
+            let output = output.transpose()?;
+            let class_scores = output
+                .as_ref()
+                .map_or_else(ClassScores::default, |o| evidence(&o.scores, &shape));
+            self.last_scores = class_scores;
+            self.classified += u64::from(output.is_some());
             // Blocks before the next patch's start are no longer needed.
             let next_start = (start16 + hop) * rate / MODEL_RATE_HZ as u64;
             while self
@@ -396,7 +482,7 @@ impl Analyzer {
                 index,
                 start_s: start16 as f64 / MODEL_RATE_HZ as f64,
                 end_s: (start16 + patch_len) as f64 / MODEL_RATE_HZ as f64,
-                class_scores: evidence(&output.scores, &shape),
+                class_scores,
                 output,
                 level: LevelSummary::from_stats(&stats),
                 background_dbfs,

@@ -319,6 +319,7 @@ pub fn run_with(
         .map_err(|e| RunError::Settings(e.to_string()))?;
     let mut analyzer = Analyzer::new(rate, LogMelConfig::default())
         .and_then(|a| a.with_relevel(Some(Relevel::default())))
+        .map(|a| a.with_gate(config.cascade_gate()))
         .map_err(|e| RunError::Pipeline(e.to_string()))?;
 
     let ring_frames = ((rate as u64 * config.input.ring_ms as u64) / 1000) as usize;
@@ -427,6 +428,7 @@ pub fn run_with(
                     Err(e) => tracing::warn!(error = %e, "new detector settings refused"),
                 }
             }
+            analyzer.set_gate(next.cascade_gate());
             current = next;
         }
         if let Some(rx) = tests {
@@ -622,6 +624,7 @@ pub fn run_with(
 fn needs_restart(current: &Config, next: &Config) -> bool {
     let mut same_detectors = next.clone();
     same_detectors.detectors = current.detectors.clone();
+    same_detectors.gate = current.gate.clone();
     same_detectors != *current
 }
 
