@@ -71,6 +71,17 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def machine():
     import numpy
     info = {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "python": platform.python_version(),

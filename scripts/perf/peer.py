@@ -29,6 +29,7 @@ import resource
 import subprocess
 import tempfile
 import time
+from collections import Counter
 
 import common as C  # first: it pins numpy/BLAS to one thread
 
@@ -50,14 +51,18 @@ def excerpt(path, minutes, tmpdir):
     return out
 
 
-def run_peer(path, repeat):
+def run_peer(path, repeat, tmpdir):
+    import onnx
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.optimized_model_filepath = os.path.join(tmpdir, "peer_optimized.onnx")  # to see its kernels
+    so.log_severity_level = 3
     sess = ort.InferenceSession(C.need_file(C.WAVEFORM_ONNX, "model"), so,
                                 providers=["CPUExecutionProvider"])
+    ops = Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
     decode, resample, walls, cpus = [], [], [], []
     for _ in range(repeat):
         x, rate, t_dec = C.read_audio(path, 0)
@@ -72,7 +77,7 @@ def run_peer(path, repeat):
             sess.run(["scores"], {"waveform": x[k * C.HOP: k * C.HOP + C.WIN]})
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
-    return {"audio_s": len(x) / C.SR, "source_rate": rate, "windows": n,
+    return {"audio_s": len(x) / C.SR, "source_rate": rate, "windows": n, "optimized_ops": dict(ops),
             "decode_s": C.median(decode), "resample_s": C.median(resample),
             "infer_walls_s": walls, "infer_cpus_s": cpus,
             "infer_wall_s": C.median(walls), "infer_cpu_s": C.median(cpus)}
@@ -115,7 +120,7 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="earshot-perf-") as tmp:
         path = excerpt(a.audio, a.minutes, tmp)
-        peer = run_peer(path, a.repeat)
+        peer = run_peer(path, a.repeat, tmp)
         ears = {name: run_earshot(a.earshot, path, a.repeat, extra) for name, extra in variants}
 
     secs, n = peer["audio_s"], peer["windows"]
@@ -132,6 +137,10 @@ def main():
           f"load average {load0[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(f"Audio: {secs:.1f} s from {a.audio} ({'first %g min' % a.minutes if a.minutes > 0 else 'all'}, "
           f"{peer['source_rate']} Hz); earshot reads the same file and decodes/resamples it itself.")
+    flags = C.cpu_flags() & {"avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"}
+    ops = peer["optimized_ops"]
+    print(f"onnxruntime runs the peer as {ops.get('QLinearConv', 0)} QLinearConv (int8) and {ops.get('Conv', 0)} "
+          f"float Conv nodes after its graph optimisations; CPU: {' '.join(sorted(flags)) or 'no AVX'}.")
     print(f"Median of {a.repeat} runs each. Peer decode {peer['decode_s'] * 1e3:.0f} ms, "
           f"resample {peer['resample_s'] * 1e3:.0f} ms (timed separately).\n")
     print("| pipeline | timed | windows | wall s | ms/window | RTF (wall) | CPU s | RTF (CPU) |")
@@ -163,7 +172,7 @@ def main():
         "earshot": {name: {**e, "rtf_wall": secs / e["wall_s"], "rtf_cpu": secs / e["cpu_s"]}
                     for name, e in ears.items()},
         "earshot_no_gate_flag": len(variants) > 1, "ratios": ratios,
-        "machine": {**m, "loadavg_before": load0, "loadavg_after": os.getloadavg()},
+        "machine": {**m, "cpu_flags": sorted(flags), "loadavg_before": load0, "loadavg_after": os.getloadavg()},
         "note": "earshot is given the audio file and decodes and resamples it itself; "
                 "the peer's inference figure excludes decoding and resampling"})
     print(f"-> {path}")
