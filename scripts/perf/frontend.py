@@ -95,8 +95,9 @@ def main():
     checks = check_against_graph(x)
     worst = max(r["max_abs_diff"] for r in checks)
 
-    print(f"numpy log-mel front end on {secs:.0f} s of audio ({a.audio}, first "
-          f"{a.minutes or 'all'} min), {len(p)} patches, median of {a.repeat}:")
+    span = f"first {a.minutes:g} min" if a.minutes > 0 else "all"
+    print(f"numpy log-mel front end on {secs:.0f} s of audio ({a.audio}, {span}), "
+          f"{len(p)} patches, median of {a.repeat}:")
     print(f"  wall {wall * 1e3:.1f} ms  ->  real-time factor {secs / wall:.0f}x "
           f"({wall / secs * 1e3:.3f} ms per audio second)")
     print("  vs the graph's own front end (yamnet_waveform.onnx `log_mel_spectrogram`):")

@@ -5,9 +5,11 @@ run it, and `earshot analyze`.
 The peer: yamnet_waveform.onnx (input `waveform` f32 [15600] at 16 kHz, its own log-mel front
 end inside the graph) on 0.975 s windows every 0.48 s, onnxruntime on the CPU with one intra-op
 and one inter-op thread, sequential execution, one window after another. Frigate's audio
-detector feeds YAMNet 0.975 s chunks of 16 kHz audio (frigate/const.py AUDIO_DURATION = 0.975)
-to the TF-Lite file that yamnet_waveform.onnx was converted from (../shared/models/README.md);
-the 0.48 s hop is YAMNet's reference patch hop, the same as earshot's default.
+detector feeds 0.975 s chunks of 16 kHz audio (frigate/const.py AUDIO_DURATION = 0.975) to a
+YAMNet TF-Lite classification model through tflite_runtime (its AudioTfl detector,
+num_threads=2); yamnet_waveform.onnx is Google's published TF-Lite YAMNet converted to ONNX
+(../shared/models/README.md). The 0.48 s hop is YAMNet's reference patch hop, as in earshot.
+onnxruntime's default graph optimisations turn the int8 QDQ graph into int8 QLinearConv kernels.
 Timed separately: decoding the file (soundfile), resampling to 16 kHz mono
 (scipy.signal.resample_poly; a no-op copy when the file is already 16 kHz), and the inference
 loop (time.perf_counter; CPU by time.process_time).
