@@ -185,7 +185,8 @@ pub struct PatchReport {
     /// The recent level when the patch was classified, dBFS: the 80th percentile of the 100 ms
     /// LAeq over the last 60 s; `None` during the first [`BACKGROUND_WARM_UP_S`] seconds.
     pub recent_dbfs: Option<f64>,
-    /// Gain the patch was re-levelled by before the classifier, dB (0 when re-levelling is off).
+    /// Gain the patch was re-levelled by before the classifier, dB (0 when re-levelling is off
+    /// or the gate skipped the patch).
     pub gain_db: f64,
     /// Spectral shape of the patch (tilt, high-frequency ratio), from the log-mel values
     /// before re-levelling.
