@@ -168,8 +168,7 @@ impl Classifier {
         let outputs = [slot("scores")?, slot("logits")?, slot("embedding")?];
         let model = model
             .with_input_fact(0, f32::fact([PATCH_FRAMES, MEL_BANDS]).into())
-            .map_err(invalid)?
-            .into_optimized()
+            .and_then(crate::onnx_fold::optimize)
             .map_err(invalid)?;
         for (slot, (name, len)) in outputs.iter().zip([
             ("scores", NUM_CLASSES),

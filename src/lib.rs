@@ -15,6 +15,8 @@
 //! | [`classes`] | Earshot's classes |
 //! | [`pipeline`] | native-rate samples → classified patches with their levels |
 //! | [`onnx_fold`] | folding constant per-channel dequantization so tract runs int8 graphs right |
+//! | [`depthwise`] | depthwise convolution with channels as the vectorized inner loop, replacing tract's |
+//! | [`fake_quant`] | activation Quantize→Dequantize pairs fused into one vectorizable f32 op |
 //! | [`evidence`] | per-patch evidence for each class from AudioSet scores and spectral shape |
 //! | [`detector`] | the per-class state machine: hysteresis, minimum duration, hold time, cooldown, level gate |
 //! | [`level_events`] | loud noise (absolute, adaptive), periodic SPL summaries, audio input lost/restored |
@@ -41,6 +43,7 @@ pub mod audioset;
 pub mod classes;
 pub mod classifier;
 pub mod config;
+pub mod depthwise;
 pub mod detector;
 pub mod detectors;
 #[cfg(feature = "axsdk")]
@@ -48,6 +51,7 @@ pub mod device;
 pub mod eval;
 pub mod events;
 pub mod evidence;
+pub mod fake_quant;
 pub mod level_events;
 pub mod onnx_fold;
 pub mod output;

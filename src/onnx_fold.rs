@@ -9,18 +9,33 @@
 //! per-tensor activation quantization (which tract handles) untouched.
 
 use tract_onnx::pb::{tensor_proto::DataType, ModelProto, NodeProto, TensorProto};
-use tract_onnx::prelude::{Framework, InferenceModel, TractResult};
+use tract_onnx::prelude::{Framework, InferenceModel, InferenceModelExt, TractResult};
 
-/// Parses an ONNX model for tract with [`fold_constant_dequantize`] applied: the way every
-/// model in Earshot (and in its tests) is loaded.
+/// Parses an ONNX model for tract with [`fold_constant_dequantize`] and then
+/// [`crate::fake_quant::fuse_quantize_dequantize`] applied: the way every model in Earshot
+/// (and in its tests) is loaded.
 ///
 /// # Errors
 /// tract's parse error, or the fold's message (naming the node) as an error.
 pub fn load_onnx(bytes: &[u8]) -> TractResult<InferenceModel> {
-    let onnx = tract_onnx::onnx();
+    let mut onnx = tract_onnx::onnx();
+    crate::fake_quant::register(&mut onnx);
     let mut proto = onnx.proto_model_for_read(&mut &bytes[..])?;
     fold_constant_dequantize(&mut proto).map_err(tract_onnx::prelude::TractError::msg)?;
+    crate::fake_quant::fuse_quantize_dequantize(&mut proto);
     onnx.model_for_proto_model(&proto)
+}
+
+/// Types, declutters and optimizes a model loaded with [`load_onnx`] the way Earshot runs it:
+/// with [`crate::depthwise::replace_depthwise`] between tract's declutter and codegen passes.
+/// Set the input facts before calling it.
+///
+/// # Errors
+/// tract's error from typing, decluttering, the depthwise swap or optimization.
+pub fn optimize(model: InferenceModel) -> TractResult<tract_onnx::prelude::TypedModel> {
+    let mut model = model.into_typed()?.into_decluttered()?;
+    crate::depthwise::replace_depthwise(&mut model)?;
+    model.into_optimized()
 }
 
 /// Replaces every `DequantizeLinear` node whose data, scale and zero point are initializers by
@@ -146,7 +161,7 @@ fn dequantize(
 }
 
 /// Integer tensor contents (int8, uint8, int32), from `raw_data` or `int32_data`.
-fn ints(t: &TensorProto) -> Result<Vec<i32>, String> {
+pub(crate) fn ints(t: &TensorProto) -> Result<Vec<i32>, String> {
     let raw = &t.raw_data;
     const INT8: i32 = DataType::Int8 as i32;
     const UINT8: i32 = DataType::Uint8 as i32;
@@ -175,7 +190,7 @@ fn ints(t: &TensorProto) -> Result<Vec<i32>, String> {
 }
 
 /// f32 tensor contents, from `raw_data` or `float_data`.
-fn floats(t: &TensorProto) -> Result<Vec<f32>, String> {
+pub(crate) fn floats(t: &TensorProto) -> Result<Vec<f32>, String> {
     if t.data_type != DataType::Float as i32 {
         return Err(format!("scale '{}' is not f32", t.name));
     }
