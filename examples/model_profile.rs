@@ -5,6 +5,8 @@
 //! share. Timings do not depend on the input values. Run:
 //! `cargo run --release --example model_profile [-- N]`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -19,15 +21,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(50);
     let classifier = Classifier::embedded()?;
     let plan = classifier.plan().clone();
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let patch: Vec<f32> = (0..PATCH_FRAMES * MEL_BANDS)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            -6.0 + 4.0 * (seed >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect();
+    let patch = common::test_patch();
     let input = Tensor::from_shape(&[PATCH_FRAMES, MEL_BANDS], &patch)?;
     let mut state = SimpleState::new(&plan)?;
     let mut per_node: BTreeMap<usize, Duration> = BTreeMap::new();

@@ -3,6 +3,8 @@
 //! machine load. Run: `cargo run --release --example model_speed [-- ROUNDS]` (default 5
 //! rounds of 200 patches each).
 
+mod common;
+
 use std::time::Instant;
 
 use earshot::classifier::{Classifier, EMBEDDED_MODEL, MEL_BANDS, PATCH_FRAMES};
@@ -23,15 +25,7 @@ fn main() -> anyhow::Result<()> {
         .into_optimized()?
         .into_runnable()?;
     let mut earshot = Classifier::embedded()?;
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let patch: Vec<f32> = (0..PATCH_FRAMES * MEL_BANDS)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            -6.0 + 4.0 * (seed >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect();
+    let patch = common::test_patch();
     let input = Tensor::from_shape(&[PATCH_FRAMES, MEL_BANDS], &patch)?;
     let mut state = SimpleState::new(&tract_only)?;
     let n = 200;

@@ -181,11 +181,9 @@ impl Expansion for FusedExpansion {
 /// and zero point, into one [`OP_TYPE`] node; drops `QuantizeLinear` nodes and initializers no
 /// node uses any more. Pairs with per-axis parameters, or a quantized value read by anything
 /// but a `DequantizeLinear` (or a graph output), are left as they are. Returns how many pairs
-/// were fused.
-///
-/// # Errors
-/// None in practice; a scale or zero point of a type other than f32 / int8 / uint8 leaves the
-/// pair unfused.
+/// were fused. A scale or zero point of a type other than f32 / int8 / uint8 leaves its pair
+/// unfused; so does a pair with anything between the two nodes (YAMNet's input quantization and
+/// its last one have a Reshape there and stay with tract).
 pub fn fuse_quantize_dequantize(model: &mut ModelProto) -> usize {
     let Some(graph) = model.graph.as_mut() else {
         return 0;

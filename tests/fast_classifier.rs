@@ -93,13 +93,7 @@ fn fast_classifier_stays_within_0_02_of_tracts_own_path_as_often_as_float_noise_
         for mel in mels {
             let want = run_two_op(&mel);
             ours.push(max_diff(&fused.classify(&mel).unwrap().scores, &want));
-            let noisy: Vec<f32> = mel
-                .iter()
-                .map(|v| {
-                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    v + ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2e-5
-                })
-                .collect();
+            let noisy = common::with_float_noise(&mel, 1e-5, &mut seed);
             control.push(max_diff(&run_two_op(&noisy), &want));
         }
     }

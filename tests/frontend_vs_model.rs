@@ -138,13 +138,7 @@ fn rust_log_mel_and_scores_match_yamnet_waveform_model() {
             }
             ours.push(score_err);
 
-            let noisy: Vec<f32> = model_mel
-                .iter()
-                .map(|v| {
-                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    v + ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2e-5
-                })
-                .collect();
+            let noisy = common::with_float_noise(model_mel, 1e-5, &mut seed);
             control.push(max_diff(
                 &classifier.classify(&noisy).unwrap().scores,
                 reference,

@@ -179,3 +179,15 @@ pub fn detected(report: &serde_json::Value) -> std::collections::BTreeSet<String
         .map(|d| d["class"].as_str().expect("class").to_owned())
         .collect()
 }
+
+/// `values` plus uniform noise in ±`amplitude` (a fixed LCG seeded by `seed`, advanced per
+/// value): the float-noise control of the classifier comparisons.
+pub fn with_float_noise(values: &[f32], amplitude: f32, seed: &mut u32) -> Vec<f32> {
+    values
+        .iter()
+        .map(|v| {
+            *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            v + ((*seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0 * amplitude
+        })
+        .collect()
+}
