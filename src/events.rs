@@ -173,6 +173,13 @@ pub struct Health {
     pub xruns: u64,
     /// Seconds of audio the analysis is behind the capture (ring fill level).
     pub backlog_s: f64,
+    /// Patches (0.96 s log-mel windows, one every 0.48 s) the front end has produced since the
+    /// run (or its last restart) began.
+    pub patches: u64,
+    /// Of [`Health::patches`], those the classifier ran on; the cascade gate skipped the rest
+    /// (`[gate]` in the configuration). `patches_classified / patches` is the share the CPU
+    /// estimate of the README's "Performance" section scales with.
+    pub patches_classified: u64,
     /// One entry per sink, in configuration order.
     pub sinks: Vec<SinkHealth>,
 }

@@ -372,6 +372,13 @@ impl Analyzer {
         self.classify_queued(classifier, on_patch)
     }
 
+    /// Patches the front end has produced so far and how many of them were classified (the rest
+    /// were skipped by the [`Gate`]), since construction or the last [`Analyzer::finish`]. Patches
+    /// still queued for classification count as produced, not yet as classified.
+    pub fn patch_counts(&self) -> (u64, u64) {
+        (self.patches, self.classified)
+    }
+
     /// Ends the stream: flushes the resampler and the front end (YAMNet's end padding),
     /// classifies the last patches and returns the whole-stream summary. The analyser is then
     /// ready for a new stream at the same rate.

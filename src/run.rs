@@ -384,7 +384,11 @@ pub fn run_with(
     let mut busy_since = Instant::now();
     let mut next_status = Instant::now();
 
-    let health = |sinks: &[SinkHandle], samples: u64, underruns: u64, ring_fill: usize| Health {
+    let health = |sinks: &[SinkHandle],
+                  samples: u64,
+                  underruns: u64,
+                  ring_fill: usize,
+                  (patches, patches_classified): (u64, u64)| Health {
         event: HealthTag::Health,
         input: info.description.clone(),
         sample_rate_hz: rate,
@@ -396,6 +400,8 @@ pub fn run_with(
         underruns,
         xruns: counters.xruns.load(Ordering::Relaxed),
         backlog_s: ring_fill as f64 / rate as f64,
+        patches,
+        patches_classified,
         sinks: sinks.iter().map(SinkHandle::health).collect(),
     };
 
@@ -518,7 +524,13 @@ pub fn run_with(
                 };
                 busy = Duration::ZERO;
                 busy_since = Instant::now();
-                let h = health(emitter.sinks, samples, underruns, ring.occupied_len());
+                let h = health(
+                    emitter.sinks,
+                    samples,
+                    underruns,
+                    ring.occupied_len(),
+                    analyzer.patch_counts(),
+                );
                 tap.status(Status::from_health(
                     &h,
                     info.live,
@@ -530,7 +542,13 @@ pub fn run_with(
         }
         if Instant::now() >= next_health {
             next_health += health_every;
-            let h = health(emitter.sinks, samples, underruns, ring.occupied_len());
+            let h = health(
+                emitter.sinks,
+                samples,
+                underruns,
+                ring.occupied_len(),
+                analyzer.patch_counts(),
+            );
             log_health(&h);
             let t = samples as f64 / rate as f64;
             emitter.emit(EventBody::Health(h), t);
@@ -539,6 +557,8 @@ pub fn run_with(
 
     // End of input or stop: finish the pipeline so open stateful events get their stop.
     let duration_s = samples as f64 / rate as f64;
+    // `finish` resets the analyser's counts; its summary carries the final ones.
+    let mut patch_counts = analyzer.patch_counts();
     if pipeline_error.is_none() {
         let r = analyzer.finish(classifier, &mut |p| {
             let patch_end = p.end_s;
@@ -546,8 +566,9 @@ pub fn run_with(
                 emitter.bank_event(be, patch_end)
             });
         });
-        if let Err(e) = r {
-            pipeline_error = Some(e.to_string());
+        match r {
+            Ok(summary) => patch_counts = (summary.patches, summary.classified),
+            Err(e) => pipeline_error = Some(e.to_string()),
         }
     }
     bank.finish(duration_s, &mut done, &mut |be| {
@@ -556,7 +577,7 @@ pub fn run_with(
     level.finish(&mut |e| {
         emitter.emit(EventBody::Level(e), duration_s);
     });
-    let last = health(emitter.sinks, samples, underruns, 0);
+    let last = health(emitter.sinks, samples, underruns, 0, patch_counts);
     log_health(&last);
     emitter.emit(EventBody::Health(last), duration_s);
     let events = emitter.count;
@@ -582,7 +603,7 @@ pub fn run_with(
         }
     }
     let health = {
-        let mut h = health(&sinks, samples, underruns, 0);
+        let mut h = health(&sinks, samples, underruns, 0, patch_counts);
         h.uptime_s = started.elapsed().as_secs_f64();
         h
     };

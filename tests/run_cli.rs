@@ -65,7 +65,7 @@ fn run_detections(events: &[Value]) -> Vec<Span> {
     spans(events.iter().filter(|e| e["event"] == "detection_stop"))
 }
 
-fn analyze_detections(path: &Path) -> Vec<Span> {
+fn analyze_report(path: &Path) -> Value {
     let out = Command::new(BIN)
         .args(["analyze", "--format", "json", "-q"])
         .arg(path)
@@ -76,8 +76,7 @@ fn analyze_detections(path: &Path) -> Vec<Span> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    spans(r["detections"].as_array().unwrap().iter())
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn last_health(events: &[Value]) -> &Value {
@@ -113,7 +112,8 @@ fn stdin_pcm_gives_the_same_detections_as_the_file() {
     ]);
     sox(&[wav.to_str().unwrap(), "-t", "raw", raw.to_str().unwrap()]);
 
-    let analyzed = analyze_detections(&wav);
+    let report = analyze_report(&wav);
+    let analyzed = spans(report["detections"].as_array().unwrap().iter());
     assert!(
         analyzed.iter().any(|d| d.0 == "glass_break"),
         "analyze should hear the glass: {analyzed:?}"
@@ -172,6 +172,19 @@ fn stdin_pcm_gives_the_same_detections_as_the_file() {
         "{h}"
     );
     assert_eq!(h["overruns"], 0);
+    // The final health event counts the patches as analyze does: all produced, and those the
+    // cascade gate let through to the classifier (the same gate, so the same ones).
+    let summary = &report["summary"];
+    assert!(summary["patches"].as_u64().unwrap() > 10, "{summary}");
+    assert_eq!(h["patches"], summary["patches"], "{h}\n{summary}");
+    assert_eq!(
+        h["patches_classified"], summary["classified"],
+        "{h}\n{summary}"
+    );
+    assert!(
+        h["patches_classified"].as_u64() <= h["patches"].as_u64(),
+        "{h}"
+    );
     // Every detection start comes with its stateless pulse and, later, its stop.
     let count = |kind: &str| stdin_events.iter().filter(|e| e["event"] == kind).count();
     assert_eq!(count("detection_start"), count("detection"));

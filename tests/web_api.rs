@@ -435,6 +435,18 @@ fn a_live_client_that_never_reads_stalls_nothing_and_memory_stays_flat() {
             rss.push(e.rss_kb());
             let s = request(port, "GET", "/api/status", None, None).json();
             dropped = s["live_dropped"].as_u64().unwrap();
+            // Patch counts are of the same snapshot as audio_s: one patch per 0.48 s once the
+            // first 0.96 s window is full; the gate's share is at most all of them.
+            let (audio_s, patches) = (
+                s["audio_s"].as_f64().unwrap(),
+                s["patches"].as_u64().unwrap(),
+            );
+            let expected = ((audio_s - 0.96) / 0.48).floor() + 1.0;
+            assert!(
+                (patches as f64 - expected.max(0.0)).abs() <= 1.0,
+                "{patches} patches after {audio_s} s of audio: {s}"
+            );
+            assert!(s["patches_classified"].as_u64().unwrap() <= patches, "{s}");
         }
     }
     let wrote_in = t0.elapsed();

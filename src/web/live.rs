@@ -110,6 +110,11 @@ pub struct Status {
     pub backlog_s: f64,
     /// Share of one CPU core the analysis thread was busy over the last second (0 to 1).
     pub pipeline_cpu_share: f64,
+    /// Patches produced and classified since the run (or its last restart) began, as in the
+    /// health event: `patches_classified / patches` is the share the cascade gate let through.
+    pub patches: u64,
+    /// See [`Status::patches`].
+    pub patches_classified: u64,
     /// The classifier (`embedded YAMNet` or the model file).
     pub model: String,
     /// The learned background, dBFS.
@@ -140,6 +145,8 @@ impl Status {
             underruns: h.underruns,
             backlog_s: h.backlog_s,
             pipeline_cpu_share,
+            patches: h.patches,
+            patches_classified: h.patches_classified,
             model: model.to_owned(),
             background_dbfs,
             sinks: h.sinks.clone(),

@@ -636,6 +636,10 @@
     row("Sample rate", isNum(s.sample_rate_hz) ? esc(s.sample_rate_hz / 1000 + " kHz") : "–");
     row("Audio / uptime", esc(fmtDur(s.audio_s) + " / " + fmtDur(s.uptime_s)));
     row("CPU", isNum(s.pipeline_cpu_share) ? esc((s.pipeline_cpu_share * 100).toFixed(1) + " %") : "–");
+    if (isNum(s.patches) && isNum(s.patches_classified)) {
+      const share = s.patches > 0 ? " (" + ((s.patches_classified / s.patches) * 100).toFixed(0) + " %)" : "";
+      row("Patches classified", esc(s.patches_classified + " of " + s.patches + share));
+    }
     row("Overruns / underruns", esc((s.overruns ?? "–") + " / " + (s.underruns ?? "–")), s.overruns > 0 || s.underruns > 0);
     row("Backlog", isNum(s.backlog_s) ? esc(s.backlog_s.toFixed(1) + " s") : "–", s.backlog_s > 1);
     row("Background", esc(fmtLevel(s.background_dbfs)));
