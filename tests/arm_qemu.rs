@@ -217,31 +217,54 @@ fn arm_builds_under_qemu_match_the_host_build() {
         "the clips must give detections to compare"
     );
 
+    // Both emulations run at once (each is one busy thread): half the wall time on 2 cores.
+    let dirs: Vec<_> = ARMS
+        .iter()
+        .filter_map(|arm| find_eap(arm.arch).map(|eap| (arm, eap)))
+        .map(|(arm, eap)| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let binary = unpack_binary(&eap, dir.path());
+            (arm, dir, binary)
+        })
+        .collect();
+    let runs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = dirs
+            .iter()
+            .map(|(arm, _dir, binary)| {
+                let files = &files;
+                scope.spawn(move || {
+                    let mut cmd = Command::new(arm.qemu);
+                    // LD_LIBRARY_PATH: the cross libc beside the cross loader (see
+                    // .cargo/config.toml).
+                    cmd.args(["-cpu", arm.cpu, "-L", arm.sysroot, "-E"])
+                        .arg(format!("LD_LIBRARY_PATH={}/lib", arm.sysroot))
+                        .arg(binary)
+                        .env("RUST_LOG", "tract_linalg=info");
+                    for (k, v) in arm.env {
+                        cmd.env(k, v);
+                    }
+                    let started = std::time::Instant::now();
+                    let (reports, stderr) = analyze(cmd, files);
+                    (reports, stderr, started.elapsed())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("an emulation thread panicked"))
+            .collect()
+    });
+
     let mut compared = 0;
-    for arm in &ARMS {
-        let Some(eap) = find_eap(arm.arch) else {
-            continue;
-        };
-        let dir = tempfile::tempdir().expect("temp dir");
-        let binary = unpack_binary(&eap, dir.path());
-        let mut cmd = Command::new(arm.qemu);
-        // LD_LIBRARY_PATH: the cross libc beside the cross loader (see .cargo/config.toml).
-        cmd.args(["-cpu", arm.cpu, "-L", arm.sysroot, "-E"])
-            .arg(format!("LD_LIBRARY_PATH={}/lib", arm.sysroot))
-            .arg(&binary)
-            .env("RUST_LOG", "tract_linalg=info");
-        for (k, v) in arm.env {
-            cmd.env(k, v);
-        }
-        let started = std::time::Instant::now();
-        let (reports, stderr) = analyze(cmd, &files);
+    for ((arm, _dir, _binary), (reports, stderr, took)) in dirs.iter().zip(runs) {
         eprintln!(
-            "{} ({} -cpu {}): {} clips in {:.1} s under emulation; tract reported:",
+            "{} ({} -cpu {}): {} clips in {:.1} s under emulation (both ARM runs at once); \
+             tract reported:",
             arm.arch,
             arm.qemu,
             arm.cpu,
             files.len(),
-            started.elapsed().as_secs_f64()
+            took.as_secs_f64()
         );
         for line in stderr.lines().filter(|l| l.contains("tract_linalg")) {
             eprintln!("    {line}");
