@@ -46,6 +46,21 @@ pub enum Error {
         /// The C function that returned it.
         function: &'static str,
     },
+    /// `mallopt(M_MMAP_THRESHOLD, bytes)` was not applied ([`crate::memory::set_mmap_threshold`]):
+    /// `bytes` does not fit a C `int`, or glibc refused it.
+    #[error("mmap threshold of {bytes} bytes not applied: mallopt takes a C int up to 2147483647, and glibc must accept it")]
+    MmapThreshold {
+        /// The threshold asked for, in bytes.
+        bytes: usize,
+    },
+    /// `madvise` failed ([`crate::memory::page_out`]).
+    #[error("madvise(MADV_PAGEOUT) failed: {message} (errno {errno}; Linux 5.4 or later needed)")]
+    Madvise {
+        /// The kernel's errno.
+        errno: i32,
+        /// Its description.
+        message: String,
+    },
     /// A stateful-only operation (an `active` state) on a stateless declaration.
     #[error("declaration {id} is stateless: it has no active state")]
     Stateless {

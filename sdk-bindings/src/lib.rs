@@ -1,4 +1,6 @@
-//! FFI to the Axis ACAP Native SDK's `axevent` and `axparameter` C APIs, and safe wrappers.
+//! FFI to the Axis ACAP Native SDK's `axevent` and `axparameter` C APIs, and safe wrappers;
+//! also the C library's memory calls (`mallopt`, `malloc_trim`, `madvise`: [`memory`]), the
+//! only other C calls Earshot makes.
 //!
 //! Two layers, as in Axis's acap-rs:
 //!
@@ -23,6 +25,7 @@ mod callback;
 pub mod error;
 pub mod event;
 pub mod main_context;
+pub mod memory;
 pub mod parameter;
 
 pub use error::{Error, Result};
