@@ -720,6 +720,38 @@ fn action_test(rule: &str, file: &std::path::Path) -> ExitCode {
     }
 }
 
+/// glibc's mmap threshold for `earshot run`, in bytes: weight tensors above it get their own
+/// mapping, so the holes the model load leaves are returned to the kernel (README, "Where the
+/// memory goes"). 1 MiB keeps tract's per-patch activations (up to 0.4 MB) in the heap; 128 KiB
+/// would mmap them on every patch (17 % slower, measured). On 32-bit targets glibc's own
+/// dynamic ceiling, 512 KiB, is lower: that is kept.
+const RUN_MMAP_THRESHOLD: usize = if earshot_sdk::memory::DYNAMIC_MMAP_THRESHOLD_MAX < 1 << 20 {
+    earshot_sdk::memory::DYNAMIC_MMAP_THRESHOLD_MAX
+} else {
+    1 << 20
+};
+
+/// Sets [`RUN_MMAP_THRESHOLD`], unless `MALLOC_MMAP_THRESHOLD_` is set in the environment
+/// (glibc has applied the user's value then).
+fn fix_mmap_threshold() {
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+        tracing::debug!("mmap threshold from MALLOC_MMAP_THRESHOLD_");
+        return;
+    }
+    match earshot_sdk::memory::set_mmap_threshold(RUN_MMAP_THRESHOLD) {
+        Ok(true) => tracing::debug!(bytes = RUN_MMAP_THRESHOLD, "mmap threshold fixed"),
+        Ok(false) => tracing::debug!("not glibc: mmap threshold left to the allocator"),
+        Err(e) => tracing::warn!(error = %e, "mmap threshold left dynamic"),
+    }
+}
+
+/// After the model load: returns the heap's free pages (the load's temporaries) to the kernel
+/// (README, "Where the memory goes").
+fn trim_heap() {
+    let trimmed = earshot_sdk::memory::trim_heap();
+    tracing::debug!(trimmed, "heap trimmed after the model load");
+}
+
 fn run(args: RunArgs) -> ExitCode {
     let config = match run_config(&args) {
         Ok(c) => c,
@@ -729,6 +761,7 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     init_logging(&config);
+    fix_mmap_threshold();
     #[cfg(feature = "axsdk")]
     let (config, device) = if args.device {
         match start_device(&args) {
@@ -767,6 +800,7 @@ fn run(args: RunArgs) -> ExitCode {
             }
         },
     };
+    trim_heap();
     #[cfg(feature = "axsdk")]
     let writer = device.as_ref().map(|d| d.parameter_writer());
     #[cfg(not(feature = "axsdk"))]
