@@ -98,6 +98,7 @@ impl Classifier {
         Self::from_bytes(
             EMBEDDED_MODEL,
             "embedded YAMNet (yamnet_logmel.onnx)".into(),
+            true,
         )
     }
 
@@ -112,10 +113,13 @@ impl Classifier {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_bytes(&bytes, path.display().to_string())
+        Self::from_bytes(&bytes, path.display().to_string(), false)
     }
 
-    fn from_bytes(bytes: &[u8], source: String) -> Result<Self, ClassifierError> {
+    /// `page_out`: once parsed, `bytes` are not read again; page them out (the embedded model,
+    /// 4 MB of the binary: [`earshot_sdk::memory::page_out`]) so that they are not resident
+    /// while the weights are expanded to f32, the load's memory peak.
+    fn from_bytes(bytes: &[u8], source: String, page_out: bool) -> Result<Self, ClassifierError> {
         let invalid = |e: TractError| ClassifierError::Invalid {
             model: source.clone(),
             reason: format!("{e:#}"),
@@ -127,6 +131,12 @@ impl Classifier {
             expected: expected.into(),
         };
         let model = crate::onnx_fold::load_onnx(bytes).map_err(invalid)?;
+        if page_out {
+            match earshot_sdk::memory::page_out(bytes) {
+                Ok(n) => tracing::debug!(bytes = n, "model bytes paged out after parsing"),
+                Err(e) => tracing::debug!(error = %e, "model bytes stay resident"),
+            }
+        }
         if model.inputs.len() != 1 {
             return Err(shape_err(
                 "inputs".into(),
