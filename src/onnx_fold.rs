@@ -448,46 +448,7 @@ mod tests {
 
     #[test]
     fn per_axis_weights_use_their_own_channel_scale() {
-        // 2 output channels × 3 values, int8, axis 0: channel scales 0.5 and 2.0, zero points 1, -1.
-        let x = tensor(
-            "w",
-            &[2, 3],
-            DataType::Int8,
-            [3i8, 5, -1, 0, 2, 4].map(|v| v as u8).to_vec(),
-        );
-        let s = tensor(
-            "s",
-            &[2],
-            DataType::Float,
-            [0.5f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect(),
-        );
-        let z = tensor("z", &[2], DataType::Int8, vec![1u8, (-1i8) as u8]);
-        let node = NodeProto {
-            name: "dq".into(),
-            op_type: "DequantizeLinear".into(),
-            input: vec!["w".into(), "s".into(), "z".into()],
-            output: vec!["wf".into()],
-            attribute: vec![AttributeProto {
-                name: "axis".into(),
-                i: 0,
-                ..AttributeProto::default()
-            }],
-            ..NodeProto::default()
-        };
-        let user = NodeProto {
-            op_type: "Relu".into(),
-            input: vec!["wf".into()],
-            output: vec!["y".into()],
-            ..NodeProto::default()
-        };
-        let mut model = ModelProto {
-            graph: Some(GraphProto {
-                node: vec![node, user],
-                initializer: vec![x, s, z],
-                ..GraphProto::default()
-            }),
-            ..ModelProto::default()
-        };
+        let mut model = per_axis_model(&[0.5, 2.0]);
         assert_eq!(fold_constant_dequantize(&mut model).unwrap(), 1);
         let g = model.graph.unwrap();
         assert_eq!(g.node.len(), 1);
@@ -500,7 +461,8 @@ mod tests {
         assert_eq!(got, vec![1.0, 2.0, -1.0, 2.0, 6.0, 10.0]);
     }
 
-    /// The per-axis graph of the test above, with `y` as the graph's output.
+    /// 2 output channels × 3 values, int8, axis 0: channel scales `scales` (two for a valid
+    /// model), zero points 1 and −1; a Relu reads the result, `y` is the graph's output.
     fn per_axis_model(scales: &[f32]) -> ModelProto {
         let x = tensor(
             "w",
