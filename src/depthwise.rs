@@ -49,13 +49,20 @@ pub struct DepthwiseConv {
 
 /// Output rows at least this long are computed channels-first, a row at a time; shorter ones
 /// through a channels-last copy (YAMNet's late layers are 4 or 2 wide with 512–1024 channels).
-/// Measured with `examples/model_profile.rs` on YAMNet: rows of 32 are faster in place, rows of
-/// 16 about even, rows of 8 and less 2–3× faster through the copy.
-const CHW_MIN_ROW: usize = 32;
+/// Measured with `examples/model_profile.rs` on YAMNet: with the register-blocked channels-last
+/// loop and tiled transposes, even YAMNet's widest rows (32, its second layer) are faster
+/// through the copy (about 300 → 220 µs per patch); before them, rows of 32 were faster in
+/// place and rows of 8 and less 2–3× faster through the copy.
+const CHW_MIN_ROW: usize = 64;
+
+/// Channels accumulated together in registers by [`DepthwiseConv::image_hwc`]: eight 128-bit
+/// vectors (SSE2, NEON), so that eight independent additions are in flight per kernel tap (with
+/// four, the adds waited on each other's latency: `perf annotate` of the op on YAMNet's layers).
+const BLOCK: usize = 32;
 
 #[derive(Default)]
 struct Scratch {
-    acc: Vec<f32>,
+    taps: Vec<(usize, usize)>,
     input: Vec<f32>,
     output: Vec<f32>,
 }
@@ -76,7 +83,7 @@ impl DepthwiseConv {
     /// Computes one image: `input` and `output` in `self.format` without the batch axis.
     fn image(&self, input: &[f32], output: &mut [f32], scratch: &mut Scratch) {
         if self.format.c_is_last() {
-            self.image_hwc(input, output, &mut scratch.acc);
+            self.image_hwc(input, output, &mut scratch.taps);
         } else if self.output_hw[1] >= CHW_MIN_ROW {
             self.image_chw(input, output);
         } else {
@@ -85,49 +92,59 @@ impl DepthwiseConv {
             let [oh, ow] = self.output_hw;
             let c = self.channels;
             scratch.input.resize(h * w * c, 0.0);
-            for (ch, plane) in input.chunks_exact(h * w).enumerate() {
-                for (i, v) in plane.iter().enumerate() {
-                    scratch.input[i * c + ch] = *v;
-                }
-            }
+            transpose(input, &mut scratch.input, c, h * w);
             scratch.output.resize(oh * ow * c, 0.0);
-            let (x, y, acc) = (&scratch.input, &mut scratch.output, &mut scratch.acc);
-            self.image_hwc(x, y, acc);
-            for (ch, plane) in output.chunks_exact_mut(oh * ow).enumerate() {
-                for (i, v) in plane.iter_mut().enumerate() {
-                    *v = scratch.output[i * c + ch];
-                }
-            }
+            let (x, y, taps) = (&scratch.input, &mut scratch.output, &mut scratch.taps);
+            self.image_hwc(x, y, taps);
+            transpose(&scratch.output, output, oh * ow, c);
         }
     }
 
-    /// Channels last: all channels of one output pixel at once.
-    fn image_hwc(&self, input: &[f32], output: &mut [f32], acc: &mut Vec<f32>) {
+    /// Channels last: all channels of one output pixel at once, [`BLOCK`] channels at a time
+    /// held in registers across the kernel taps (then the rest one by one). The sum runs in
+    /// the order bias, then the taps row by row: the order of [`Self::image_chw`].
+    fn image_hwc(&self, input: &[f32], output: &mut [f32], taps: &mut Vec<(usize, usize)>) {
         let [h, w] = self.input_hw;
         let [oh, ow] = self.output_hw;
         let [kh, kw] = self.kernel_hw;
         let c = self.channels;
-        acc.clear();
-        acc.resize(c, 0.0);
+        let kernel = &self.kernel[..];
         for oy in 0..oh {
             for ox in 0..ow {
-                acc.copy_from_slice(&self.bias);
+                // (input offset, kernel offset) of the taps that fall inside the input.
+                taps.clear();
                 for ky in 0..kh {
                     let Some(iy) = self.tap(0, oy, ky, h) else {
                         continue;
                     };
                     for kx in 0..kw {
-                        let Some(ix) = self.tap(1, ox, kx, w) else {
-                            continue;
-                        };
-                        let px = &input[(iy * w + ix) * c..(iy * w + ix + 1) * c];
-                        let k = &self.kernel[(ky * kw + kx) * c..(ky * kw + kx + 1) * c];
-                        for ((a, x), k) in acc.iter_mut().zip(px).zip(k) {
-                            *a += x * k;
+                        if let Some(ix) = self.tap(1, ox, kx, w) {
+                            taps.push(((iy * w + ix) * c, (ky * kw + kx) * c));
                         }
                     }
                 }
-                output[(oy * ow + ox) * c..(oy * ow + ox + 1) * c].copy_from_slice(acc);
+                let out = &mut output[(oy * ow + ox) * c..(oy * ow + ox + 1) * c];
+                let blocks = c / BLOCK * BLOCK;
+                for (b, out) in out[..blocks].chunks_exact_mut(BLOCK).enumerate() {
+                    let b = b * BLOCK;
+                    let mut acc = [0.0f32; BLOCK];
+                    acc.copy_from_slice(&self.bias[b..b + BLOCK]);
+                    for &(xi, ki) in taps.iter() {
+                        let x: &[f32; BLOCK] = input[xi + b..xi + b + BLOCK].try_into().unwrap();
+                        let k: &[f32; BLOCK] = kernel[ki + b..ki + b + BLOCK].try_into().unwrap();
+                        for j in 0..BLOCK {
+                            acc[j] += x[j] * k[j];
+                        }
+                    }
+                    out.copy_from_slice(&acc);
+                }
+                for (ch, o) in out.iter_mut().enumerate().skip(blocks) {
+                    let mut a = self.bias[ch];
+                    for &(xi, ki) in taps.iter() {
+                        a += input[xi + ch] * kernel[ki + ch];
+                    }
+                    *o = a;
+                }
             }
         }
     }
@@ -192,6 +209,42 @@ impl DepthwiseConv {
     }
 }
 
+/// Writes the `rows × cols` row-major matrix `src` transposed into `dst` (`cols × rows`), in
+/// tiles of [`TILE`]² so that both sides stay in cache (element by element, the strided side
+/// made the two transposes of a short-row layer cost more than its arithmetic).
+fn transpose(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
+    debug_assert!(src.len() == rows * cols && dst.len() == rows * cols);
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            if r0 + TILE <= rows && c0 + TILE <= cols {
+                // A full tile through a fixed-size buffer, which the compiler keeps in registers
+                // and shuffles.
+                let mut tile = [[0.0f32; TILE]; TILE];
+                for (i, t) in tile.iter_mut().enumerate() {
+                    let at = (r0 + i) * cols + c0;
+                    t.copy_from_slice(&src[at..at + TILE]);
+                }
+                for j in 0..TILE {
+                    let at = (c0 + j) * rows + r0;
+                    let out: &mut [f32; TILE] = (&mut dst[at..at + TILE]).try_into().unwrap();
+                    for (o, row) in out.iter_mut().zip(&tile) {
+                        *o = row[j];
+                    }
+                }
+            } else {
+                for r in r0..(r0 + TILE).min(rows) {
+                    for c in c0..(c0 + TILE).min(cols) {
+                        dst[c * rows + r] = src[r * cols + c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Side of [`transpose`]'s tiles, in values.
+const TILE: usize = 8;
+
 impl Op for DepthwiseConv {
     fn name(&self) -> StaticName {
         "EarshotDepthwiseConv".into()
@@ -237,16 +290,15 @@ impl EvalOp for DepthwiseConv {
                 self
             );
         }
-        let mut out = vec![0.0f32; batch.unwrap_or(1) * per_image_out];
+        let mut out = Tensor::zero::<f32>(&self.output_shape(batch))?;
         let mut scratch = Scratch::default();
         for (x, y) in xs
             .chunks_exact(per_image_in)
-            .zip(out.chunks_exact_mut(per_image_out))
+            .zip(out.as_slice_mut::<f32>()?.chunks_exact_mut(per_image_out))
         {
             self.image(x, y, &mut scratch);
         }
-        let out = tract_ndarray::ArrayD::from_shape_vec(&*self.output_shape(batch), out)?;
-        Ok(tvec!(out.into_tensor().into_tvalue()))
+        Ok(tvec!(out.into_tvalue()))
     }
 }
 
@@ -424,12 +476,13 @@ mod tests {
 
     fn op(
         format: DataFormat,
+        c: usize,
         w: usize,
         k_chw: &[f32],
         bias: &[f32],
         stride: usize,
     ) -> DepthwiseConv {
-        let (c, h) = (5, 7);
+        let h = 7;
         let mut packed = vec![0.0; 9 * c];
         for ch in 0..c {
             for t in 0..9 {
@@ -453,15 +506,18 @@ mod tests {
 
     #[test]
     fn matches_the_definition_in_both_layouts_with_padding_and_stride() {
-        // Width 6: short rows (through the channels-last copy); 70: rows of 70 and, with
-        // stride 2, 35, computed channels-first in place.
-        for w in [6, 70] {
-            matches_the_definition(w);
+        // Width 6: short rows (through the channels-last copy); 70: rows of 70 computed
+        // channels-first in place and, with stride 2, rows of 35 through the copy. 5 channels:
+        // one at a time; 37: a register block of 32, then 5 one at a time.
+        for c in [5, 37] {
+            for w in [6, 70] {
+                matches_the_definition(c, w);
+            }
         }
     }
 
-    fn matches_the_definition(w: usize) {
-        let (c, h) = (5, 7);
+    fn matches_the_definition(c: usize, w: usize) {
+        let h = 7;
         let x: Vec<f32> = (0..c * h * w)
             .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.1)
             .collect();
@@ -470,7 +526,7 @@ mod tests {
             .collect();
         let bias: Vec<f32> = (0..c).map(|i| i as f32 * 0.25 - 0.5).collect();
         for stride in [1, 2] {
-            let nchw = op(DataFormat::NCHW, w, &k, &bias, stride);
+            let nchw = op(DataFormat::NCHW, c, w, &k, &bias, stride);
             let [oh, ow] = nchw.output_hw;
             let want = reference(&x, c, h, w, &k, &bias, 3, 3, stride, 1, oh, ow);
             let input = Tensor::from_shape(&[1, c, h, w], &x).unwrap();
@@ -507,7 +563,7 @@ mod tests {
     #[test]
     fn a_wrong_input_size_is_an_error_not_a_panic() {
         let k = vec![0.0; 45];
-        let op = op(DataFormat::NCHW, 6, &k, &[0.0; 5], 1);
+        let op = op(DataFormat::NCHW, 5, 6, &k, &[0.0; 5], 1);
         let input = Tensor::from_shape(&[1, 5, 7, 5], &vec![0.0f32; 175]).unwrap();
         assert!(op.eval(tvec!(input.into_tvalue())).is_err());
     }
