@@ -177,6 +177,119 @@ impl Expansion for FusedExpansion {
     }
 }
 
+/// (scale, zero point, qmin, qmax) of a `QuantizeLinear` or `DequantizeLinear` node whose scale
+/// and zero point are constant scalars (an f32 scale > 0; an int8 or uint8 zero point, or none,
+/// which ONNX defines as uint8 0); `None` for anything else.
+fn quant_params(initializers: &[TensorProto], node: &NodeProto) -> Option<(f32, i32, i32, i32)> {
+    let init = |name: &str| initializers.iter().find(|t| t.name == name);
+    let scale = init(node.input.get(1)?)?;
+    let scale = match crate::onnx_fold::floats(scale).ok()?.as_slice() {
+        [s] if s.is_finite() && *s > 0.0 => *s,
+        _ => return None,
+    };
+    let (zp, qmin, qmax) = match node.input.get(2).filter(|n| !n.is_empty()) {
+        None => (0, 0, 255),
+        Some(name) => {
+            let t = init(name)?;
+            let range = match t.data_type {
+                x if x == DataType::Int8 as i32 => (-128, 127),
+                x if x == DataType::Uint8 as i32 => (0, 255),
+                _ => return None,
+            };
+            match crate::onnx_fold::ints(t).ok()?.as_slice() {
+                [z] => (*z, range.0, range.1),
+                _ => return None,
+            }
+        }
+    };
+    Some((scale, zp, qmin, qmax))
+}
+
+/// Removes every `Clip` (min and max as constant scalar inputs, ONNX `Clip`-11/13) whose output
+/// only a `QuantizeLinear` with constant scalar parameters reads, when that quantization
+/// saturates at both bounds anyway: the `QuantizeLinear` then reads the `Clip`'s input. Returns
+/// how many were removed.
+///
+/// Exact, not approximate: `QuantizeLinear` is monotonic, so `Q(clip(x, lo, hi)) = Q(x)` for
+/// every `x` (NaN included: both give `qmin`) exactly when `Q(lo) = qmin` and `Q(hi) = qmax`.
+/// YAMNet's activations are all quantized with scale 6/255 and zero point −128, whose range is
+/// [0, 6]: each Relu6 (`Clip(0, 6)`) before a quantization is implied by it, and after its 13
+/// depthwise convolutions and the first convolution tract ran it as two passes of its own (about
+/// 3 % of a patch, `examples/model_profile.rs`).
+pub fn drop_clips_implied_by_quantize(model: &mut ModelProto) -> usize {
+    let Some(graph) = model.graph.as_mut() else {
+        return 0;
+    };
+    let scalar = |name: Option<&String>| -> Option<Option<f32>> {
+        match name.filter(|n| !n.is_empty()) {
+            None => Some(None), // no bound on that side
+            Some(name) => {
+                let t = graph.initializer.iter().find(|t| &t.name == name)?;
+                match crate::onnx_fold::floats(t).ok()?.as_slice() {
+                    [v] if !v.is_nan() => Some(Some(*v)),
+                    _ => None,
+                }
+            }
+        }
+    };
+    let mut readers: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+    for (i, n) in graph.node.iter().enumerate() {
+        for x in &n.input {
+            readers.entry(x.as_str()).or_default().push(i);
+        }
+    }
+    let outputs: std::collections::HashSet<&str> =
+        graph.output.iter().map(|o| o.name.as_str()).collect();
+    let mut rewires: Vec<(usize, usize)> = Vec::new(); // (clip, quantize)
+    for (ci, clip) in graph.node.iter().enumerate() {
+        if clip.op_type != "Clip" || clip.input.is_empty() || clip.output.len() != 1 {
+            continue;
+        }
+        if clip
+            .attribute
+            .iter()
+            .any(|a| a.name == "min" || a.name == "max")
+        {
+            continue; // Clip-6's attribute form
+        }
+        let out = clip.output[0].as_str();
+        let qi = match readers.get(out).map(Vec::as_slice) {
+            Some([qi]) if !outputs.contains(out) => *qi,
+            _ => continue,
+        };
+        let q = &graph.node[qi];
+        if q.op_type != "QuantizeLinear" || q.input.first().map(String::as_str) != Some(out) {
+            continue;
+        }
+        let (Some(lo), Some(hi), Some((scale, zp, qmin, qmax))) = (
+            scalar(clip.input.get(1)),
+            scalar(clip.input.get(2)),
+            quant_params(&graph.initializer, q),
+        ) else {
+            continue;
+        };
+        let quantize = |v: f32| {
+            ((v / scale).round_ties_even() as i64 + i64::from(zp))
+                .clamp(i64::from(qmin), i64::from(qmax))
+        };
+        let lo_ok = lo.is_none_or(|v| quantize(v) == i64::from(qmin));
+        let hi_ok = hi.is_none_or(|v| quantize(v) == i64::from(qmax));
+        if lo_ok && hi_ok {
+            rewires.push((ci, qi));
+        }
+    }
+    for &(ci, qi) in &rewires {
+        graph.node[qi].input[0] = graph.node[ci].input[0].clone();
+    }
+    let dropped: std::collections::HashSet<usize> = rewires.iter().map(|r| r.0).collect();
+    let mut i = 0;
+    graph.node.retain(|_| {
+        i += 1;
+        !dropped.contains(&(i - 1))
+    });
+    rewires.len()
+}
+
 /// Rewrites every `DequantizeLinear` fed by a `QuantizeLinear`, both with constant scalar scale
 /// and zero point, into one [`OP_TYPE`] node; drops `QuantizeLinear` nodes and initializers no
 /// node uses any more. Pairs with per-axis parameters, or a quantized value read by anything
@@ -188,31 +301,7 @@ pub fn fuse_quantize_dequantize(model: &mut ModelProto) -> usize {
     let Some(graph) = model.graph.as_mut() else {
         return 0;
     };
-    let init = |name: &str| graph.initializer.iter().find(|t| t.name == name);
-    // (scale, zero point, qmin, qmax) of a Q or DQ node's constant scalar parameters.
-    let params = |node: &NodeProto| -> Option<(f32, i32, i32, i32)> {
-        let scale = init(node.input.get(1)?)?;
-        let scale = match crate::onnx_fold::floats(scale).ok()?.as_slice() {
-            [s] if s.is_finite() && *s > 0.0 => *s,
-            _ => return None,
-        };
-        let (zp, qmin, qmax) = match node.input.get(2).filter(|n| !n.is_empty()) {
-            None => (0, 0, 255), // ONNX: no zero point means uint8, zero point 0.
-            Some(name) => {
-                let t = init(name)?;
-                let range = match t.data_type {
-                    x if x == DataType::Int8 as i32 => (-128, 127),
-                    x if x == DataType::Uint8 as i32 => (0, 255),
-                    _ => return None,
-                };
-                match crate::onnx_fold::ints(t).ok()?.as_slice() {
-                    [z] => (*z, range.0, range.1),
-                    _ => return None,
-                }
-            }
-        };
-        Some((scale, zp, qmin, qmax))
-    };
+    let params = |node: &NodeProto| quant_params(&graph.initializer, node);
     let producers: std::collections::HashMap<&str, &NodeProto> = graph
         .node
         .iter()
@@ -332,6 +421,147 @@ mod tests {
         let want: Vec<f32> = xs.iter().map(|&x| reference(&op, x)).collect();
         op.apply_slice(&mut xs);
         assert_eq!(xs, want);
+    }
+
+    /// x → Clip(lo, hi) → QuantizeLinear(6/255, −128, int8) → DequantizeLinear → y, plus a
+    /// second reader of the clipped value when `shared`.
+    fn clip_model(lo: f32, hi: f32, shared: bool) -> ModelProto {
+        use tract_onnx::pb::{GraphProto, OperatorSetIdProto, ValueInfoProto};
+        let f = |name: &str, v: f32| TensorProto {
+            name: name.into(),
+            data_type: DataType::Float as i32,
+            raw_data: v.to_le_bytes().to_vec(),
+            ..TensorProto::default()
+        };
+        let zp = TensorProto {
+            name: "zp".into(),
+            data_type: DataType::Int8 as i32,
+            raw_data: vec![(-128i8) as u8],
+            ..TensorProto::default()
+        };
+        let node = |op: &str, input: &[&str], output: &str| NodeProto {
+            name: output.into(),
+            op_type: op.into(),
+            input: input.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            ..NodeProto::default()
+        };
+        let mut nodes = vec![
+            node("Clip", &["x", "lo", "hi"], "c"),
+            node("QuantizeLinear", &["c", "s", "zp"], "q"),
+            node("DequantizeLinear", &["q", "s", "zp"], "y"),
+        ];
+        let mut outputs = vec!["y"];
+        if shared {
+            nodes.push(node("Relu", &["c"], "r"));
+            outputs.push("r");
+        }
+        ModelProto {
+            graph: Some(GraphProto {
+                node: nodes,
+                initializer: vec![f("lo", lo), f("hi", hi), f("s", 6.0 / 255.0), zp],
+                input: vec![ValueInfoProto {
+                    name: "x".into(),
+                    r#type: Some(tract_onnx::pb::TypeProto {
+                        value: Some(tract_onnx::pb::type_proto::Value::TensorType(
+                            tract_onnx::pb::type_proto::Tensor {
+                                elem_type: DataType::Float as i32,
+                                shape: None,
+                            },
+                        )),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                output: outputs
+                    .iter()
+                    .map(|o| ValueInfoProto {
+                        name: o.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..GraphProto::default()
+            }),
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 13,
+            }],
+            ..ModelProto::default()
+        }
+    }
+
+    fn run(model: ModelProto, x: &[f32]) -> Vec<f32> {
+        let model = crate::onnx_fold::load_proto(model)
+            .unwrap()
+            .with_input_fact(0, f32::fact([x.len()]).into())
+            .unwrap();
+        let plan = crate::onnx_fold::optimize(model)
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let input = Tensor::from_shape(&[x.len()], x).unwrap();
+        let out = plan.run(tvec!(input.into_tvalue())).unwrap();
+        out[0].as_slice::<f32>().unwrap().to_vec()
+    }
+
+    #[test]
+    fn a_relu6_implied_by_the_quantization_range_is_dropped_and_nothing_changes() {
+        let mut model = clip_model(0.0, 6.0, false);
+        assert_eq!(drop_clips_implied_by_quantize(&mut model), 1);
+        let graph = model.graph.as_ref().unwrap();
+        assert!(graph.node.iter().all(|n| n.op_type != "Clip"));
+        assert_eq!(
+            graph.node[0].input[0], "x",
+            "the quantization reads the Clip's input"
+        );
+        // The same numbers as with the Clip, to the bit, across and beyond [0, 6].
+        let mut x: Vec<f32> = (-3000..9000).map(|i| i as f32 * 0.001_37).collect();
+        x.extend([
+            f32::MIN,
+            -1e9,
+            -0.0,
+            6.0,
+            6.011_764,
+            1e9,
+            f32::MAX,
+            f32::NAN,
+        ]);
+        x.extend([f32::INFINITY, f32::NEG_INFINITY]);
+        let kept = {
+            // load_proto drops it too; so build the reference by hand: clip, then the pair.
+            let op = FakeQuantize {
+                q_scale: 6.0 / 255.0,
+                q_zero_point: -128,
+                dq_scale: 6.0 / 255.0,
+                dq_zero_point: -128,
+                qmin: -128,
+                qmax: 127,
+            };
+            x.iter()
+                .map(|&v| reference(&op, if v.is_nan() { 0.0 } else { v.clamp(0.0, 6.0) }))
+                .collect::<Vec<f32>>()
+        };
+        let got = run(model, &x);
+        for ((g, k), v) in got.iter().zip(&kept).zip(&x) {
+            assert_eq!(g.to_bits(), k.to_bits(), "x = {v}: {g} vs {k}");
+        }
+    }
+
+    #[test]
+    fn a_clip_that_the_quantization_does_not_imply_or_that_others_read_stays() {
+        // Clip(0, 3) cuts inside the range [0, 6]; Clip(−1, 6) lets −1 through, which
+        // quantizes to −128 as well, so it is implied (a bound beyond saturation is fine).
+        let mut narrow = clip_model(0.0, 3.0, false);
+        assert_eq!(drop_clips_implied_by_quantize(&mut narrow), 0);
+        let mut wide = clip_model(-1.0, 6.0, false);
+        assert_eq!(drop_clips_implied_by_quantize(&mut wide), 1);
+        let mut lower_inside = clip_model(0.5, 6.0, false);
+        assert_eq!(drop_clips_implied_by_quantize(&mut lower_inside), 0);
+        let mut shared = clip_model(0.0, 6.0, true);
+        assert_eq!(drop_clips_implied_by_quantize(&mut shared), 0);
+        // And the narrow one still clips when run.
+        let got = run(clip_model(0.0, 3.0, false), &[5.0]);
+        assert!((got[0] - 3.0).abs() < 0.02, "{got:?}");
     }
 
     #[test]

@@ -27,7 +27,8 @@ use tract_onnx::tract_hir::ops::expandable::expand;
 /// are all initializers (not a standard op; only Earshot's parser knows it).
 pub const CONST_DEQUANTIZE_OP: &str = "EarshotConstDequantize";
 
-/// Parses an ONNX model for tract with [`mark_constant_dequantize`] and then
+/// Parses an ONNX model for tract with [`mark_constant_dequantize`],
+/// [`crate::fake_quant::drop_clips_implied_by_quantize`] and
 /// [`crate::fake_quant::fuse_quantize_dequantize`] applied: the way every model in Earshot
 /// (and in its tests) is loaded. The constant `DequantizeLinear` nodes are computed (per axis,
 /// as [`fold_constant_dequantize`] does) when the model is typed (`into_typed`, in
@@ -47,6 +48,7 @@ pub fn load_onnx(bytes: &[u8]) -> TractResult<InferenceModel> {
 /// As [`load_onnx`].
 pub fn load_proto(mut proto: ModelProto) -> TractResult<InferenceModel> {
     mark_constant_dequantize(&mut proto);
+    crate::fake_quant::drop_clips_implied_by_quantize(&mut proto);
     crate::fake_quant::fuse_quantize_dequantize(&mut proto);
     framework().model_for_proto_model(&proto)
 }
