@@ -45,8 +45,23 @@ pub fn load_onnx(bytes: &[u8]) -> TractResult<InferenceModel> {
 /// [`load_onnx`] on a decoded model.
 ///
 /// # Errors
-/// As [`load_onnx`].
+/// As [`load_onnx`], and a graph input (other than an initializer) without a tensor type, which
+/// tract-onnx 0.22.5 would panic on (`model.rs`, `input.r#type.unwrap()`).
 pub fn load_proto(mut proto: ModelProto) -> TractResult<InferenceModel> {
+    if let Some(graph) = &proto.graph {
+        for input in &graph.input {
+            let typed = matches!(
+                input.r#type.as_ref().and_then(|t| t.value.as_ref()),
+                Some(tract_onnx::pb::type_proto::Value::TensorType(_))
+            );
+            if !typed && !graph.initializer.iter().any(|t| t.name == input.name) {
+                bail!(
+                    "graph input '{}' has no tensor type (ONNX ValueInfoProto.type must be a tensor type)",
+                    input.name
+                );
+            }
+        }
+    }
     mark_constant_dequantize(&mut proto);
     crate::fake_quant::drop_clips_implied_by_quantize(&mut proto);
     crate::fake_quant::fuse_quantize_dequantize(&mut proto);
@@ -465,6 +480,25 @@ mod tests {
 
     /// 2 output channels × 3 values, int8, axis 0: channel scales `scales` (two for a valid
     /// model), zero points 1 and −1; a Relu reads the result, `y` is the graph's output.
+    #[test]
+    fn an_untyped_graph_input_is_an_error_naming_it_not_a_panic() {
+        let model = ModelProto {
+            graph: Some(GraphProto {
+                input: vec![tract_onnx::pb::ValueInfoProto {
+                    name: "log_mel".into(),
+                    ..Default::default()
+                }],
+                ..GraphProto::default()
+            }),
+            ..ModelProto::default()
+        };
+        let e = load_proto(model).unwrap_err().to_string();
+        assert!(
+            e.contains("'log_mel'") && e.contains("no tensor type"),
+            "{e}"
+        );
+    }
+
     fn per_axis_model(scales: &[f32]) -> ModelProto {
         let x = tensor(
             "w",
