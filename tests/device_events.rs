@@ -181,6 +181,9 @@ fn a_real_glass_break_becomes_device_events_with_stateful_semantics() {
         .expect("device sink in health");
     assert_eq!(h.failed, 0);
     assert!(h.delivered >= 3, "{h:?}");
+    // Counted by the device thread after the sink queued them: closing the sink waits for it,
+    // so the run's final health has nothing pending (CI once caught it with 3 still queued).
+    assert_eq!(h.pending, 0, "{h:?}");
     assert_eq!(
         double.live_allocs(),
         0,

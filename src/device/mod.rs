@@ -101,6 +101,8 @@ type SetReply = Result<Config, Vec<ConfigError>>;
 enum Msg {
     Event(Arc<Event>, Arc<SinkStats>),
     Set(Vec<(String, String)>, SyncSender<SetReply>),
+    /// Answered once every message queued before it has been handled (the queue is FIFO).
+    Flush(SyncSender<()>),
     Stop,
 }
 
@@ -261,7 +263,24 @@ impl Sink for DeviceEventSink {
         }
     }
 
-    fn close(&mut self, _deadline: Instant, _stats: &SinkStats) {}
+    /// Events are counted delivered by the device thread, after this sink has queued them: waits
+    /// until that thread has handled every event queued so far, or until `deadline` (what it
+    /// has not handled by then stays `pending` in the sink's health).
+    fn close(&mut self, deadline: Instant, _stats: &SinkStats) {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        let mut msg = Msg::Flush(reply_tx);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(mpsc::TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return,
+            }
+        }
+        let _ = reply_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    }
 }
 
 fn device_thread(
@@ -388,6 +407,9 @@ fn device_thread(
                     Err(_) => stats.changes_refused += 1,
                 }
                 let _ = reply.send(r);
+            }
+            Ok(Msg::Flush(reply)) => {
+                let _ = reply.send(());
             }
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
