@@ -478,8 +478,6 @@ mod tests {
         assert_eq!(got, vec![1.0, 2.0, -1.0, 2.0, 6.0, 10.0]);
     }
 
-    /// 2 output channels × 3 values, int8, axis 0: channel scales `scales` (two for a valid
-    /// model), zero points 1 and −1; a Relu reads the result, `y` is the graph's output.
     #[test]
     fn an_untyped_graph_input_is_an_error_naming_it_not_a_panic() {
         let model = ModelProto {
@@ -499,6 +497,8 @@ mod tests {
         );
     }
 
+    /// 2 output channels × 3 values, int8, axis 0: channel scales `scales` (two for a valid
+    /// model), zero points 1 and −1; a Relu reads the result, `y` is the graph's output.
     fn per_axis_model(scales: &[f32]) -> ModelProto {
         let x = tensor(
             "w",
