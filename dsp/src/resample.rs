@@ -8,7 +8,7 @@
 //! filter already cuts at about 6.5 kHz: a 7 kHz tone came out 6.2 dB low and 7.5 kHz, the top
 //! of YAMNet's mel range, 38 dB low. With one block per chunk the passband is flat to
 //! 7 kHz (−0.15 dB at 7.5 kHz), images and aliases stay below −140 dB, and the conversion is
-//! about 2.5× faster (107 is prime, which made the short blocks' FFTs slow). The wrapper adds
+//! about 2.3× faster (107 is prime, which made the short blocks' FFTs slow). The wrapper adds
 //! what a stream needs on top of rubato's fixed-size chunks:
 //!
 //! - input of any length per call, carried over between calls;
